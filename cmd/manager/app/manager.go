@@ -1,0 +1,154 @@
+// Package app is Vigil's manager command: it reads the flags and wires the manager in named steps.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
+)
+
+// LeaderElectionID names the Lease that the manager's replicas elect their leader with.
+const LeaderElectionID = "vigil-manager.vigil.dev"
+
+// The manager's own permissions: leader election, events, and the reviews that guard /metrics.
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
+// Main runs the manager with the given command-line arguments until SIGTERM or SIGINT, and returns
+// the process exit code: 0 after a clean stop or --help, 1 when the manager fails, 2 for bad flags.
+func Main(args []string) int {
+	options, err := parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "vigil-manager: %v\n", err)
+		return 2
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&options.Zap)))
+	log := ctrl.Log.WithName("setup")
+
+	ctx := ctrl.SetupSignalHandler()
+	if err := run(ctx, options); err != nil {
+		log.Error(err, "Manager stopped with an error")
+		return 1
+	}
+	log.Info("Manager stopped")
+	return 0
+}
+
+// NewScheme returns the scheme of every type the manager reads or writes.
+func NewScheme() (*runtime.Scheme, error) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, fmt.Errorf("registering Kubernetes types: %w", err)
+	}
+	if err := vigilv1alpha1.AddToScheme(scheme); err != nil {
+		return nil, fmt.Errorf("registering Vigil types: %w", err)
+	}
+	return scheme, nil
+}
+
+func run(ctx context.Context, options *Options) error {
+	restConfig, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("loading the Kubernetes client configuration: %w", err)
+	}
+	mgr, err := newManager(restConfig, options)
+	if err != nil {
+		return err
+	}
+	if err := setupChecks(mgr); err != nil {
+		return err
+	}
+	ctrl.Log.WithName("setup").Info("Starting manager", "leaderElection", options.LeaderElect,
+		"webhookPort", options.WebhookPort, "metrics", options.MetricsBindAddress)
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("running the manager: %w", err)
+	}
+	return nil
+}
+
+func newManager(restConfig *rest.Config, options *Options) (manager.Manager, error) {
+	scheme, err := NewScheme()
+	if err != nil {
+		return nil, err
+	}
+	var tlsOptions []func(*tls.Config)
+	if !options.EnableHTTP2 {
+		// HTTP/2 is off by default: its Rapid Reset and stream-cancellation weaknesses
+		// (CVE-2023-44487, CVE-2023-39325) must not reach the webhook or metrics servers.
+		tlsOptions = append(tlsOptions, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
+	}
+
+	metricsOptions := metricsserver.Options{
+		BindAddress:   options.MetricsBindAddress,
+		SecureServing: options.SecureMetrics,
+		CertDir:       options.MetricsCertDir,
+		TLSOpts:       tlsOptions,
+	}
+	if options.SecureMetrics {
+		metricsOptions.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
+		Scheme:  scheme,
+		Metrics: metricsOptions,
+		WebhookServer: webhook.NewServer(webhook.Options{
+			Port:    options.WebhookPort,
+			CertDir: options.WebhookCertDir,
+			TLSOpts: tlsOptions,
+		}),
+		HealthProbeBindAddress:        options.HealthProbeBindAddress,
+		LeaderElection:                options.LeaderElect,
+		LeaderElectionID:              LeaderElectionID,
+		LeaderElectionNamespace:       options.LeaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+		GracefulShutdownTimeout:       &options.GracefulShutdownTimeout,
+		Client: client.Options{
+			Cache: &client.CacheOptions{
+				// Secrets are never cached: a cache would need a cluster-wide list and watch of
+				// every Secret. Pull secrets are read one at a time, only in namespaces that
+				// Vigil has set up.
+				DisableFor: []client.Object{&corev1.Secret{}},
+			},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating the manager: %w", err)
+	}
+	return mgr, nil
+}
+
+// setupChecks adds the probes: healthz answers while the process runs, readyz once the webhook
+// server serves, so that no admission request reaches a replica before it can answer.
+func setupChecks(mgr manager.Manager) error {
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return fmt.Errorf("adding the health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+		return fmt.Errorf("adding the readiness check: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,221 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ImageScanPhase is where an image's scan stands.
+// +kubebuilder:validation:Enum=Pending;Scanning;Scanned;Failed;TooLarge
+type ImageScanPhase string
+
+// The phases of an ImageScan.
+const (
+	// ImageScanPending: the image is recorded and waits for its digest or for a free scanner.
+	ImageScanPending ImageScanPhase = "Pending"
+	// ImageScanScanning: the image's SBOM is being generated.
+	ImageScanScanning ImageScanPhase = "Scanning"
+	// ImageScanScanned: the SBOM is stored and matched against the vulnerability database.
+	ImageScanScanned ImageScanPhase = "Scanned"
+	// ImageScanFailed: the scan failed for good; the Scanned condition says why.
+	ImageScanFailed ImageScanPhase = "Failed"
+	// ImageScanTooLarge: the image or its SBOM exceeds the configured maximum size.
+	ImageScanTooLarge ImageScanPhase = "TooLarge"
+)
+
+// Condition types of an ImageScan.
+const (
+	// ConditionResolved is true once the image's references are resolved to its digest.
+	ConditionResolved = "Resolved"
+	// ConditionScanned is true once the image's SBOM is stored and matched.
+	ConditionScanned = "Scanned"
+)
+
+// Bounds of an ImageScan's lists, which keep the object far below etcd's size limit.
+const (
+	// MaxImageReferences is the number of references an ImageScan keeps.
+	MaxImageReferences = 32
+	// MaxImageScanVulnerabilities is the number of vulnerabilities an ImageScan lists; the
+	// severity counts always count all of them.
+	MaxImageScanVulnerabilities = 500
+)
+
+// ImageScanSpec is the image to scan.
+type ImageScanSpec struct {
+	// Digest is the image's content digest. It is empty while the ImageScan records a reference
+	// whose digest is not known yet.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^sha256:[a-f0-9]{64}$`
+	Digest string `json:"digest,omitempty"`
+
+	// References are the image references admitted or run with this digest, with the namespace
+	// whose pull credentials can read each one.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	References []ImageReference `json:"references"`
+}
+
+// ImageReference is an image reference as a workload names it.
+type ImageReference struct {
+	// Image is the reference as written in the pod spec, for example registry.example/shop/api:1.4.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	Image string `json:"image"`
+
+	// Namespace is the namespace of the workload that uses the reference; its pull credentials are
+	// used to resolve and pull the image.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace,omitempty"`
+
+	// ServiceAccountName is the service account of the workload, whose imagePullSecrets are used.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+
+	// ImagePullSecrets are the names of the workload's own pull secrets in Namespace.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=253
+	// +listType=atomic
+	ImagePullSecrets []string `json:"imagePullSecrets,omitempty"`
+}
+
+// ImageScanStatus is the state and result of an image's scan.
+type ImageScanStatus struct {
+	// Phase is where the scan stands: Pending, Scanning, Scanned, Failed or TooLarge.
+	// +optional
+	Phase ImageScanPhase `json:"phase,omitempty"`
+
+	// Conditions are the Resolved and Scanned conditions, whose reasons explain the phase.
+	// +optional
+	// +kubebuilder:validation:MaxItems=8
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Attempts counts the scan attempts of this digest.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Attempts int32 `json:"attempts,omitempty"`
+
+	// SBOM summarises the image's software bill of materials.
+	// +optional
+	SBOM *SBOMSummary `json:"sbom,omitempty"`
+
+	// Database is the vulnerability database the SBOM was last matched against.
+	// +optional
+	Database *DatabaseVersion `json:"database,omitempty"`
+
+	// ScanTime is when the SBOM was generated.
+	// +optional
+	ScanTime *metav1.Time `json:"scanTime,omitempty"`
+
+	// MatchTime is when the SBOM was last matched against the vulnerability database.
+	// +optional
+	MatchTime *metav1.Time `json:"matchTime,omitempty"`
+
+	// SeverityCounts counts the image's vulnerabilities by severity.
+	// +optional
+	SeverityCounts SeverityCounts `json:"severityCounts,omitempty"`
+
+	// Vulnerabilities lists the image's vulnerabilities, most severe first, up to 500; the
+	// severity counts count all of them.
+	// +optional
+	// +kubebuilder:validation:MaxItems=500
+	// +listType=atomic
+	Vulnerabilities []ImageVulnerability `json:"vulnerabilities,omitempty"`
+}
+
+// SBOMSummary summarises an image's software bill of materials.
+type SBOMSummary struct {
+	// Distro is the image's operating-system distribution and version, for example "debian 12".
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	Distro string `json:"distro,omitempty"`
+
+	// Packages is the number of packages the SBOM lists.
+	// +kubebuilder:validation:Minimum=0
+	Packages int32 `json:"packages"`
+
+	// ImageSize is the image's compressed size in bytes.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	ImageSize int64 `json:"imageSize,omitempty"`
+}
+
+// DatabaseVersion identifies a vulnerability database build.
+type DatabaseVersion struct {
+	// SchemaVersion is the database's schema version, for example v6.1.3.
+	// +kubebuilder:validation:MaxLength=32
+	SchemaVersion string `json:"schemaVersion"`
+
+	// Built is when the database was built.
+	Built metav1.Time `json:"built"`
+}
+
+// ImageVulnerability is one vulnerable package of an image.
+type ImageVulnerability struct {
+	// ID is the vulnerability's identifier, for example CVE-2021-44228.
+	// +kubebuilder:validation:MaxLength=128
+	ID string `json:"id"`
+
+	// Severity is the vulnerability's severity.
+	Severity Severity `json:"severity"`
+
+	// Package is the vulnerable package's name.
+	// +kubebuilder:validation:MaxLength=256
+	Package string `json:"package"`
+
+	// Installed is the installed version of the package.
+	// +kubebuilder:validation:MaxLength=128
+	Installed string `json:"installed"`
+
+	// FixedIn is the version that fixes the vulnerability, empty when none is known.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	FixedIn string `json:"fixedIn,omitempty"`
+}
+
+// ImageScan is the scan of one image digest: the references that name it, its SBOM summary and
+// the vulnerabilities found in it. Vigil creates one per image that the cluster admits or runs.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=is;iscan,categories=vigil
+// +kubebuilder:selectablefield:JSONPath=".spec.digest"
+// +kubebuilder:selectablefield:JSONPath=".status.phase"
+// +kubebuilder:printcolumn:name="Image",type=string,JSONPath=".spec.references[0].image"
+// +kubebuilder:printcolumn:name="Digest",type=string,JSONPath=".spec.digest",priority=1
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=".status.phase"
+// +kubebuilder:printcolumn:name="Distro",type=string,JSONPath=".status.sbom.distro",priority=1
+// +kubebuilder:printcolumn:name="Packages",type=integer,JSONPath=".status.sbom.packages"
+// +kubebuilder:printcolumn:name="Critical",type=integer,JSONPath=".status.severityCounts.critical"
+// +kubebuilder:printcolumn:name="High",type=integer,JSONPath=".status.severityCounts.high"
+// +kubebuilder:printcolumn:name="Medium",type=integer,JSONPath=".status.severityCounts.medium",priority=1
+// +kubebuilder:printcolumn:name="Low",type=integer,JSONPath=".status.severityCounts.low",priority=1
+// +kubebuilder:printcolumn:name="Scanned",type=date,JSONPath=".status.scanTime"
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=".metadata.creationTimestamp"
+type ImageScan struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec ImageScanSpec `json:"spec"`
+
+	// +optional
+	Status ImageScanStatus `json:"status,omitempty"`
+}
+
+// ImageScanList is a list of ImageScans.
+//
+// +kubebuilder:object:root=true
+type ImageScanList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ImageScan `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ImageScan{}, &ImageScanList{})
+}

@@ -1,0 +1,40 @@
+package v1alpha1
+
+import (
+	"math"
+	"strconv"
+	"strings"
+)
+
+// ImageScanName is the name of the ImageScan of an image digest: "sha256:9f2c…" is named
+// "sha256-9f2c…".
+func ImageScanName(digest string) string {
+	return strings.Replace(digest, ":", "-", 1)
+}
+
+// VulnerabilityName is the name of the Vulnerability of a vulnerability ID: the ID in lower case,
+// with every character that a Kubernetes name cannot hold replaced by a dash, for example
+// "CVE-2021-44228" → "cve-2021-44228" and "RHSA-2023:1234" → "rhsa-2023-1234".
+func VulnerabilityName(id string) string {
+	name := []byte(strings.ToLower(id))
+	for i, c := range name {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '.' {
+			name[i] = '-'
+		}
+	}
+	trimmed := strings.Trim(string(name), "-.")
+	if len(trimmed) > 253 {
+		trimmed = strings.TrimRight(trimmed[:253], "-.")
+	}
+	return trimmed
+}
+
+// Labels are the labels that make a Vulnerability selectable with `kubectl get -l`: its severity
+// and, when it has a CVSS score, the score times ten.
+func (d VulnerabilityDetails) Labels() map[string]string {
+	labels := map[string]string{SeverityLabel: d.Severity.LabelValue()}
+	if d.Score != nil {
+		labels[CVSSLabel] = strconv.Itoa(int(math.Round(*d.Score * 10)))
+	}
+	return labels
+}
