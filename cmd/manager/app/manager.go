@@ -116,6 +116,7 @@ func newManager(restConfig *rest.Config, options *Options) (manager.Manager, err
 		Scheme:  scheme,
 		Metrics: metricsOptions,
 		WebhookServer: webhook.NewServer(webhook.Options{
+			Host:    options.WebhookHost,
 			Port:    options.WebhookPort,
 			CertDir: options.WebhookCertDir,
 			TLSOpts: tlsOptions,

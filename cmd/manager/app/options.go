@@ -24,6 +24,8 @@ type Options struct {
 	LeaderElect bool
 	// LeaderElectionNamespace holds the leader-election Lease; empty means the manager's namespace.
 	LeaderElectionNamespace string
+	// WebhookHost is the address the admission webhook server listens on; empty means all.
+	WebhookHost string
 	// WebhookPort is the port of the admission webhook server.
 	WebhookPort int
 	// WebhookCertDir holds the webhook server's tls.crt and tls.key.
@@ -51,6 +53,8 @@ func newFlagSet(options *Options) *flag.FlagSet {
 		"Elect a leader so that only one replica reconciles; every replica serves the webhook.")
 	fs.StringVar(&options.LeaderElectionNamespace, "leader-election-namespace", "",
 		"Namespace of the leader-election Lease; empty means the namespace the manager runs in.")
+	fs.StringVar(&options.WebhookHost, "webhook-host", "",
+		"Address the admission webhook server listens on; empty listens on every address.")
 	fs.IntVar(&options.WebhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
 	fs.StringVar(&options.WebhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs",
 		"Folder with the webhook server's tls.crt and tls.key (cert-manager fills it in the Helm chart).")

@@ -1,0 +1,77 @@
+package app
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		check   func(*Options) bool
+		wantErr string
+	}{
+		{
+			name: "secure defaults",
+			args: nil,
+			check: func(o *Options) bool {
+				return o.SecureMetrics && !o.EnableHTTP2 && !o.LeaderElect && o.MetricsBindAddress == ":8443" &&
+					o.WebhookPort == 9443 && o.GracefulShutdownTimeout == 30*time.Second && !o.Zap.Development
+			},
+		},
+		{
+			name:  "leader election and ports",
+			args:  []string{"--leader-elect", "--webhook-port=10250", "--leader-election-namespace=vigil-system"},
+			check: func(o *Options) bool { return o.LeaderElect && o.WebhookPort == 10250 && o.LeaderElectionNamespace == "vigil-system" },
+		},
+		{name: "a port out of range", args: []string{"--webhook-port=70000"}, wantErr: "--webhook-port 70000 is not a port number"},
+		{name: "a negative shutdown timeout", args: []string{"--graceful-shutdown-timeout=-1s"}, wantErr: "must not be negative"},
+		{name: "an unknown flag", args: []string{"--no-such-flag"}, wantErr: "flag provided but not defined: -no-such-flag"},
+		{name: "a stray argument", args: []string{"serve"}, wantErr: "unexpected arguments: [serve]"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			options, err := parse(tc.args)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("parse(%v) error = %v, want one containing %q", tc.args, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parse(%v): %v", tc.args, err)
+			}
+			if !tc.check(options) {
+				t.Errorf("parse(%v) = %+v", tc.args, options)
+			}
+		})
+	}
+}
+
+func TestHelpDocumentsEveryFlag(t *testing.T) {
+	options := &Options{}
+	fs := newFlagSet(options)
+	var help bytes.Buffer
+	fs.SetOutput(&help)
+	if err := fs.Parse([]string{"--help"}); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("--help returned %v, want flag.ErrHelp", err)
+	}
+	fs.VisitAll(func(f *flag.Flag) {
+		if !strings.Contains(help.String(), "-"+f.Name) {
+			t.Errorf("--help does not list -%s", f.Name)
+		}
+		if strings.TrimSpace(f.Usage) == "" {
+			t.Errorf("-%s has no description", f.Name)
+		}
+	})
+	for _, name := range []string{"metrics-bind-address", "metrics-secure", "leader-elect", "webhook-cert-dir", "enable-http2", "zap-log-level"} {
+		if fs.Lookup(name) == nil {
+			t.Errorf("no -%s flag", name)
+		}
+	}
+}
