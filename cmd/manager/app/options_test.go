@@ -25,9 +25,11 @@ func TestParse(t *testing.T) {
 			},
 		},
 		{
-			name:  "leader election and ports",
-			args:  []string{"--leader-elect", "--webhook-port=10250", "--leader-election-namespace=vigil-system"},
-			check: func(o *Options) bool { return o.LeaderElect && o.WebhookPort == 10250 && o.LeaderElectionNamespace == "vigil-system" },
+			name: "leader election and ports",
+			args: []string{"--leader-elect", "--webhook-port=10250", "--leader-election-namespace=vigil-system"},
+			check: func(o *Options) bool {
+				return o.LeaderElect && o.WebhookPort == 10250 && o.LeaderElectionNamespace == "vigil-system"
+			},
 		},
 		{name: "a port out of range", args: []string{"--webhook-port=70000"}, wantErr: "--webhook-port 70000 is not a port number"},
 		{name: "a negative shutdown timeout", args: []string{"--graceful-shutdown-timeout=-1s"}, wantErr: "must not be negative"},
