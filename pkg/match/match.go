@@ -1,0 +1,287 @@
+// Package match matches SBOMs against a grype v6 vulnerability database with grype's own
+// matchers and grype CLI's default settings, and turns grype's report into Vigil's findings.
+package match
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/anchore/clio"
+	"github.com/anchore/grype/cmd/grype/cli/options"
+	"github.com/anchore/grype/grype"
+	"github.com/anchore/grype/grype/distro"
+	grypematch "github.com/anchore/grype/grype/match"
+	"github.com/anchore/grype/grype/matcher"
+	"github.com/anchore/grype/grype/matcher/dotnet"
+	"github.com/anchore/grype/grype/matcher/dpkg"
+	"github.com/anchore/grype/grype/matcher/golang"
+	"github.com/anchore/grype/grype/matcher/hex"
+	"github.com/anchore/grype/grype/matcher/java"
+	"github.com/anchore/grype/grype/matcher/javascript"
+	"github.com/anchore/grype/grype/matcher/python"
+	"github.com/anchore/grype/grype/matcher/rpm"
+	"github.com/anchore/grype/grype/matcher/ruby"
+	"github.com/anchore/grype/grype/matcher/rust"
+	"github.com/anchore/grype/grype/matcher/stock"
+	grypepkg "github.com/anchore/grype/grype/pkg"
+	"github.com/anchore/grype/grype/presenter/models"
+	"github.com/anchore/grype/grype/vulnerability"
+	syftpkg "github.com/anchore/syft/syft/pkg"
+
+	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
+)
+
+// Database identifies the vulnerability database a result came from.
+type Database struct {
+	// SchemaVersion is the database's schema version, for example v6.1.3.
+	SchemaVersion string `json:"schemaVersion"`
+	// Built is when the database was built.
+	Built time.Time `json:"built"`
+}
+
+// Finding is one vulnerability of one package.
+type Finding struct {
+	ID             string                 `json:"id"`
+	Aliases        []string               `json:"aliases,omitempty"`
+	Severity       vigilv1alpha1.Severity `json:"severity"`
+	CVSS           []vigilv1alpha1.CVSS   `json:"cvss,omitempty"`
+	Description    string                 `json:"description,omitempty"`
+	Links          []string               `json:"links,omitempty"`
+	KnownExploited bool                   `json:"knownExploited,omitempty"`
+	EPSS           *vigilv1alpha1.EPSS    `json:"epss,omitempty"`
+	Package        Package                `json:"package"`
+	FixedIn        []string               `json:"fixedIn,omitempty"`
+	FixState       vigilv1alpha1.FixState `json:"fixState"`
+}
+
+// Package is the vulnerable package of a finding.
+type Package struct {
+	Name      string   `json:"name"`
+	Version   string   `json:"version"`
+	Type      string   `json:"type"`
+	PURL      string   `json:"purl,omitempty"`
+	Locations []string `json:"locations,omitempty"`
+}
+
+// Score is the highest CVSS base score of the finding, and false when it has none.
+func (f Finding) Score() (float64, bool) {
+	best, found := 0.0, false
+	for _, c := range f.CVSS {
+		if !found || c.BaseScore > best {
+			best, found = c.BaseScore, true
+		}
+	}
+	return best, found
+}
+
+// Result is what matching an SBOM found.
+type Result struct {
+	// Database is the database the SBOM was matched against.
+	Database Database `json:"database"`
+	// Findings are sorted most severe first, then by CVSS score, ID and package.
+	Findings []Finding `json:"findings"`
+	// Document is grype's own report of the same matches, as `grype -o json` writes it.
+	Document models.Document `json:"-"`
+}
+
+// Matcher matches SBOMs against one vulnerability database. It is safe for concurrent use.
+type Matcher struct {
+	provider vulnerability.Provider
+	database Database
+}
+
+// NewMatcher returns a Matcher of the database that provider reads.
+func NewMatcher(provider vulnerability.Provider, database Database) *Matcher {
+	return &Matcher{provider: provider, database: database}
+}
+
+// grypeDefaults are grype CLI's default settings, which Vigil matches with.
+var grypeDefaults = options.DefaultGrype(clio.Identification{Name: "vigil"})
+
+// ignoreLinuxKernelHeaders are the ignore rules grype CLI applies by default: kernel header
+// packages match the kernel's advisories only indirectly, and grype does not report them.
+var ignoreLinuxKernelHeaders = []grypematch.IgnoreRule{
+	{Package: grypematch.IgnoreRulePackage{Name: "kernel-headers", UpstreamName: "kernel", Type: string(syftpkg.RpmPkg)}, MatchType: grypematch.ExactIndirectMatch},
+	{Package: grypematch.IgnoreRulePackage{Name: "linux(-.*)?-headers-.*", UpstreamName: "linux.*", Type: string(syftpkg.DebPkg)}, MatchType: grypematch.ExactIndirectMatch},
+	{Package: grypematch.IgnoreRulePackage{Name: "linux-libc-dev", UpstreamName: "linux", Type: string(syftpkg.DebPkg)}, MatchType: grypematch.ExactIndirectMatch},
+	{Package: grypematch.IgnoreRulePackage{Name: "linux-kbuild-.*", UpstreamName: "linux.*", Type: string(syftpkg.DebPkg)}, MatchType: grypematch.ExactIndirectMatch},
+}
+
+func matcherConfig() matcher.Config {
+	m := grypeDefaults.Match
+	return matcher.Config{
+		Java: java.MatcherConfig{
+			ExternalSearchConfig: java.ExternalSearchConfig{}, // no network look-ups
+			UseCPEs:              m.Java.UseCPEs,
+		},
+		Ruby:       ruby.MatcherConfig(m.Ruby),
+		Python:     python.MatcherConfig(m.Python),
+		Dotnet:     dotnet.MatcherConfig(m.Dotnet),
+		Javascript: javascript.MatcherConfig(m.Javascript),
+		Golang: golang.MatcherConfig{
+			UseCPEs:                                m.Golang.UseCPEs,
+			AlwaysUseCPEForStdlib:                  m.Golang.AlwaysUseCPEForStdlib,
+			AllowMainModulePseudoVersionComparison: m.Golang.AllowMainModulePseudoVersionComparison,
+		},
+		Rust:  rust.MatcherConfig(m.Rust),
+		Hex:   hex.MatcherConfig(m.Hex),
+		Stock: stock.MatcherConfig(m.Stock),
+		Dpkg: dpkg.MatcherConfig{
+			MissingEpochStrategy: m.Dpkg.MissingEpochStrategy,
+			UseCPEsForEOL:        m.Dpkg.UseCPEsForEOL,
+			UseCPEs:              m.Dpkg.UseCPEs,
+		},
+		Rpm: rpm.MatcherConfig{
+			MissingEpochStrategy: m.Rpm.MissingEpochStrategy,
+			UseCPEsForEOL:        m.Rpm.UseCPEsForEOL,
+			UseCPEs:              m.Rpm.UseCPEs,
+		},
+	}
+}
+
+// Match matches the packages of an SBOM in syft JSON, the way `grype sbom:FILE` does.
+func (m *Matcher) Match(ctx context.Context, syftJSON []byte) (*Result, error) {
+	packages, pkgContext, _, err := grypepkg.ProvideFromReader(bytes.NewReader(syftJSON), grypepkg.ProviderConfig{
+		SynthesisConfig: grypepkg.SynthesisConfig{
+			Distro: grypepkg.DistroConfig{FixChannels: distro.DefaultFixChannels()},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the SBOM: %w", err)
+	}
+	vulnerabilityMatcher := grype.VulnerabilityMatcher{
+		VulnerabilityProvider: m.provider,
+		IgnoreRules:           ignoreLinuxKernelHeaders,
+		Matchers:              matcher.NewDefaultMatchers(matcherConfig()),
+	}
+	remaining, ignored, err := vulnerabilityMatcher.FindMatchesContext(ctx, packages, pkgContext)
+	if err != nil {
+		return nil, fmt.Errorf("matching packages: %w", err)
+	}
+	document, err := models.NewDocument(clio.Identification{Name: "vigil"}, packages, pkgContext, *remaining, ignored,
+		m.provider, nil, m.database, models.SortByPackage, false, nil)
+	if err != nil {
+		return nil, fmt.Errorf("describing the matches: %w", err)
+	}
+	findings := make([]Finding, 0, len(document.Matches))
+	for _, match := range document.Matches {
+		findings = append(findings, findingOf(match))
+	}
+	SortFindings(findings)
+	return &Result{Database: m.database, Findings: findings, Document: document}, nil
+}
+
+// findingOf turns one of grype's reported matches into a Finding.
+func findingOf(match models.Match) Finding {
+	v := match.Vulnerability
+	finding := Finding{
+		ID:          v.ID,
+		Severity:    severityOf(v.Severity),
+		Description: v.Description,
+		Package: Package{
+			Name: match.Artifact.Name, Version: match.Artifact.Version, Type: string(match.Artifact.Type),
+			PURL: match.Artifact.PURL,
+		},
+		FixedIn:  v.Fix.Versions,
+		FixState: fixStateOf(v.Fix.State),
+	}
+	if v.DataSource != "" {
+		finding.Links = append(finding.Links, v.DataSource)
+	}
+	finding.Links = appendUnique(finding.Links, v.URLs...)
+	for _, location := range match.Artifact.Locations {
+		finding.Package.Locations = appendUnique(finding.Package.Locations, location.RealPath)
+	}
+	metadata := []models.VulnerabilityMetadata{v.VulnerabilityMetadata}
+	for _, related := range match.RelatedVulnerabilities {
+		finding.Aliases = appendUnique(finding.Aliases, related.ID)
+		metadata = append(metadata, related)
+		if finding.Description == "" {
+			finding.Description = related.Description
+		}
+	}
+	for _, m := range metadata {
+		for _, cvss := range m.Cvss {
+			if cvss.Metrics.BaseScore == 0 && cvss.Vector == "" {
+				continue
+			}
+			finding.CVSS = append(finding.CVSS, vigilv1alpha1.CVSS{
+				Source: cvss.Source, Version: cvss.Version, Vector: cvss.Vector, BaseScore: cvss.Metrics.BaseScore,
+			})
+		}
+		if len(m.KnownExploited) > 0 {
+			finding.KnownExploited = true
+		}
+		for _, epss := range m.EPSS {
+			if finding.EPSS == nil || epss.EPSS > finding.EPSS.Score {
+				finding.EPSS = &vigilv1alpha1.EPSS{Score: epss.EPSS, Percentile: epss.Percentile, Date: epss.Date}
+			}
+		}
+	}
+	return finding
+}
+
+func appendUnique(list []string, values ...string) []string {
+	for _, value := range values {
+		if value != "" && !contains(list, value) {
+			list = append(list, value)
+		}
+	}
+	return list
+}
+
+func contains(list []string, value string) bool {
+	for _, v := range list {
+		if v == value {
+			return true
+		}
+	}
+	return false
+}
+
+func severityOf(word string) vigilv1alpha1.Severity {
+	if severity, ok := vigilv1alpha1.ParseSeverity(word); ok {
+		return severity
+	}
+	return vigilv1alpha1.SeverityUnknown
+}
+
+func fixStateOf(state string) vigilv1alpha1.FixState {
+	switch strings.ToLower(state) {
+	case string(vulnerability.FixStateFixed):
+		return vigilv1alpha1.FixStateFixed
+	case string(vulnerability.FixStateNotFixed):
+		return vigilv1alpha1.FixStateNotFixed
+	case string(vulnerability.FixStateWontFix):
+		return vigilv1alpha1.FixStateWontFix
+	default:
+		return vigilv1alpha1.FixStateUnknown
+	}
+}
+
+// SortFindings sorts findings most severe first, then by highest CVSS score, ID, package name and
+// version.
+func SortFindings(findings []Finding) {
+	sort.SliceStable(findings, func(i, j int) bool {
+		a, b := findings[i], findings[j]
+		if ra, rb := a.Severity.Rank(), b.Severity.Rank(); ra != rb {
+			return ra < rb
+		}
+		sa, _ := a.Score()
+		sb, _ := b.Score()
+		if sa != sb {
+			return sa > sb
+		}
+		if a.ID != b.ID {
+			return a.ID < b.ID
+		}
+		if a.Package.Name != b.Package.Name {
+			return a.Package.Name < b.Package.Name
+		}
+		return a.Package.Version < b.Package.Version
+	})
+}

@@ -1,0 +1,320 @@
+// Package sbom generates the software bill of materials of an image with syft, from a registry
+// (with pull credentials) or from an OCI layout directory, an OCI archive or a docker archive,
+// within configured bounds of image and SBOM size.
+package sbom
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/anchore/stereoscope/pkg/image"
+	"github.com/anchore/syft/syft"
+	"github.com/anchore/syft/syft/cataloging"
+	"github.com/anchore/syft/syft/format/syftjson"
+	syftsbom "github.com/anchore/syft/syft/sbom"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	// syft reads newer RPM databases with SQL; this registers the same driver grype's CLI does.
+	_ "github.com/glebarez/sqlite"
+)
+
+// DefaultPlatform is the platform scanned when none is configured.
+const DefaultPlatform = "linux/amd64"
+
+// Options configure SBOM generation.
+type Options struct {
+	// Platform is the os/arch[/variant] of a multi-platform image to scan; empty means linux/amd64.
+	Platform string
+	// Credentials are the registry credentials to pull with; anonymous when none fits.
+	Credentials []Credential
+	// Registries configure registries that are reached over plain HTTP or with a certificate
+	// that is not verified, by host[:port]. Every other registry is reached over verified HTTPS.
+	Registries map[string]RegistryAccess
+	// MaxImageSize bounds the image's compressed size in bytes; 0 means no bound.
+	MaxImageSize int64
+	// MaxSBOMSize bounds the SBOM's size in bytes, as syft JSON; 0 means no bound.
+	MaxSBOMSize int64
+	// Timeout bounds each registry request; 0 means 30 seconds.
+	Timeout time.Duration
+}
+
+// RegistryAccess says how to reach one registry that is not served over verified HTTPS.
+type RegistryAccess struct {
+	// PlainHTTP reaches the registry over HTTP.
+	PlainHTTP bool
+	// SkipTLSVerify accepts any certificate from the registry.
+	SkipTLSVerify bool
+}
+
+// Result is a generated SBOM.
+type Result struct {
+	// SBOM is syft's document.
+	SBOM *syftsbom.SBOM
+	// ImageSize is the image's compressed size in bytes.
+	ImageSize int64
+	// JSON is the SBOM as syft JSON, the form Vigil stores and matches.
+	JSON []byte
+}
+
+// Distro is the image's distribution and version, for example "debian 12", or empty.
+func (r *Result) Distro() string {
+	release := r.SBOM.Artifacts.LinuxDistribution
+	if release == nil {
+		return ""
+	}
+	version := release.VersionID
+	if version == "" {
+		version = release.Version
+	}
+	if version == "" {
+		return release.ID
+	}
+	return release.ID + " " + version
+}
+
+// Packages is the number of packages in the SBOM.
+func (r *Result) Packages() int {
+	return r.SBOM.Artifacts.Packages.PackageCount()
+}
+
+// TooLargeError says that the image or its SBOM exceeds its configured bound.
+type TooLargeError struct {
+	// What is "image" or "SBOM".
+	What  string
+	Size  int64
+	Limit int64
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("the %s is %s, above the limit of %s", e.What, humanBytes(e.Size), humanBytes(e.Limit))
+}
+
+// ErrUnauthorized means the registry refused the credentials, or asked for some.
+var ErrUnauthorized = errors.New("the registry refused access")
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB (%d bytes)", float64(n)/float64(div), "KMGTPE"[exp], n)
+}
+
+// Generate builds the SBOM of source. A registry image is measured before it is pulled, so
+// an image above MaxImageSize is never downloaded. syft's temporary files are removed before
+// Generate returns, whatever the outcome.
+func Generate(ctx context.Context, source Source, options Options) (*Result, error) {
+	platform := options.Platform
+	if platform == "" {
+		platform = DefaultPlatform
+	}
+	parsedPlatform, err := image.NewPlatform(platform)
+	if err != nil {
+		return nil, fmt.Errorf("platform %q: %w", platform, err)
+	}
+	imageSize, err := measure(ctx, source, options, platform)
+	if err != nil {
+		return nil, err
+	}
+	if options.MaxImageSize > 0 && imageSize > options.MaxImageSize {
+		return nil, &TooLargeError{What: "image", Size: imageSize, Limit: options.MaxImageSize}
+	}
+
+	config := syft.DefaultGetSourceConfig().
+		WithSources(string(source.Scheme)).
+		WithPlatform(parsedPlatform).
+		WithRegistryOptions(registryOptions(source, options))
+	src, err := syft.GetSource(ctx, source.Location, config)
+	if err != nil {
+		return nil, classify(fmt.Errorf("reading %s: %w", source, err))
+	}
+	defer src.Close()
+
+	document, err := syft.CreateSBOM(ctx, src, createSBOMConfig())
+	if err != nil {
+		return nil, fmt.Errorf("cataloging %s: %w", source, err)
+	}
+	encoded, err := encode(document, options.MaxSBOMSize)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{SBOM: document, ImageSize: imageSize, JSON: encoded}, nil
+}
+
+// createSBOMConfig is grype CLI's cataloging configuration, so that Vigil finds what grype finds.
+func createSBOMConfig() *syft.CreateSBOMConfig {
+	config := syft.DefaultCreateSBOMConfig().WithTool("vigil", "")
+	search := cataloging.DefaultArchiveSearchConfig()
+	config.Packages.JavaArchive.IncludeIndexedArchives = search.IncludeIndexedArchives
+	config.Packages.JavaArchive.IncludeUnindexedArchives = search.IncludeUnindexedArchives
+	config.Packages.Golang = config.Packages.Golang.WithCaptureSymbols(cataloging.SymbolScopeAll)
+	config.Compliance.MissingVersion = cataloging.ComplianceActionDrop
+	return config
+}
+
+// encode writes document as syft JSON, and fails with a TooLargeError as soon as it grows past
+// limit (0: no limit), so that an oversized SBOM is never held in memory whole.
+func encode(document *syftsbom.SBOM, limit int64) ([]byte, error) {
+	writer := &boundedBuffer{limit: limit}
+	err := syftjson.NewFormatEncoder().Encode(writer, *document)
+	if writer.exceeded {
+		size, countErr := encodedSize(document)
+		if countErr != nil {
+			return nil, countErr
+		}
+		return nil, &TooLargeError{What: "SBOM", Size: size, Limit: limit}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("encoding the SBOM: %w", err)
+	}
+	return writer.buf.Bytes(), nil
+}
+
+// encodedSize is the size of document as syft JSON, counted without keeping it.
+func encodedSize(document *syftsbom.SBOM) (int64, error) {
+	counter := &boundedBuffer{countOnly: true}
+	if err := syftjson.NewFormatEncoder().Encode(counter, *document); err != nil {
+		return 0, fmt.Errorf("encoding the SBOM: %w", err)
+	}
+	return counter.n, nil
+}
+
+// errSBOMTooLarge stops the encoder once the SBOM passes its limit.
+var errSBOMTooLarge = errors.New("SBOM above its limit")
+
+// boundedBuffer keeps what is written up to limit bytes, or only counts it.
+type boundedBuffer struct {
+	buf       bytes.Buffer
+	n         int64
+	limit     int64
+	countOnly bool
+	exceeded  bool
+}
+
+func (w *boundedBuffer) Write(p []byte) (int, error) {
+	w.n += int64(len(p))
+	if w.countOnly {
+		return len(p), nil
+	}
+	if w.limit > 0 && w.n > w.limit {
+		w.exceeded = true
+		return 0, errSBOMTooLarge
+	}
+	return w.buf.Write(p)
+}
+
+// measure is the compressed size of the image: its layers and config for a registry, the
+// archive for an archive, and the blobs for an OCI layout directory.
+func measure(ctx context.Context, source Source, options Options, platform string) (int64, error) {
+	switch source.Scheme {
+	case SchemeRegistry:
+		return measureRemote(ctx, source, options, platform)
+	case SchemeOCIDir:
+		var total int64
+		err := filepath.WalkDir(filepath.Join(source.Location, "blobs"), func(_ string, entry fs.DirEntry, err error) error {
+			if err != nil || entry.IsDir() {
+				return err
+			}
+			info, err := entry.Info()
+			if err == nil {
+				total += info.Size()
+			}
+			return err
+		})
+		if err != nil {
+			return 0, fmt.Errorf("reading %s: %w", source, err)
+		}
+		return total, nil
+	default:
+		info, err := os.Stat(source.Location)
+		if err != nil {
+			return 0, fmt.Errorf("reading %s: %w", source, err)
+		}
+		return info.Size(), nil
+	}
+}
+
+func measureRemote(ctx context.Context, source Source, options Options, platform string) (int64, error) {
+	ref, err := parseReference(source.Location, options)
+	if err != nil {
+		return 0, err
+	}
+	p, err := v1.ParsePlatform(platform)
+	if err != nil {
+		return 0, fmt.Errorf("platform %q: %w", platform, err)
+	}
+	timeout := options.Timeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	img, err := remote.Image(ref, remote.WithContext(ctx), remote.WithPlatform(*p),
+		remote.WithAuthFromKeychain(keychain(options.Credentials)), remote.WithTransport(transportFor(ref, options)))
+	if err != nil {
+		return 0, classify(fmt.Errorf("reading %s: %w", source, err))
+	}
+	manifest, err := img.Manifest()
+	if err != nil {
+		return 0, classify(fmt.Errorf("reading the manifest of %s: %w", source, err))
+	}
+	size := manifest.Config.Size
+	for _, layer := range manifest.Layers {
+		size += layer.Size
+	}
+	return size, nil
+}
+
+func parseReference(location string, options Options) (name.Reference, error) {
+	var nameOptions []name.Option
+	if ref, err := name.ParseReference(location); err == nil {
+		if access, ok := options.Registries[ref.Context().RegistryStr()]; ok && access.PlainHTTP {
+			nameOptions = append(nameOptions, name.Insecure)
+		}
+	}
+	ref, err := name.ParseReference(location, nameOptions...)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a valid image reference: %w", location, err)
+	}
+	return ref, nil
+}
+
+// registryOptions are stereoscope's options for source: plain HTTP or an unverified certificate
+// only when the source's own registry is configured so.
+func registryOptions(source Source, options Options) *image.RegistryOptions {
+	registry := &image.RegistryOptions{Keychain: keychain(options.Credentials)}
+	if source.Scheme != SchemeRegistry {
+		return registry
+	}
+	if ref, err := name.ParseReference(source.Location); err == nil {
+		access := options.Registries[ref.Context().RegistryStr()]
+		registry.InsecureUseHTTP = access.PlainHTTP
+		registry.InsecureSkipTLSVerify = access.SkipTLSVerify
+	}
+	return registry
+}
+
+// classify marks registry authentication failures with ErrUnauthorized.
+func classify(err error) error {
+	var transportErr *transport.Error
+	if errors.As(err, &transportErr) &&
+		(transportErr.StatusCode == http.StatusUnauthorized || transportErr.StatusCode == http.StatusForbidden) {
+		return fmt.Errorf("%w: %w", ErrUnauthorized, err)
+	}
+	return err
+}
