@@ -115,6 +115,11 @@ func TestFixtureImagesFindings(t *testing.T) {
 	}{
 		{"java-log4j", images.JavaLog4j},
 		{"debian-openssl", images.DebianOpenSSL},
+		{"alpine-openssl", images.AlpineOpenSSL},
+		{"node-minimist", images.NodeMinimist},
+		{"python-pyyaml", images.PythonPyYAML},
+		{"go-text", images.GoTextBinary},
+		{"clean", images.Clean},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
