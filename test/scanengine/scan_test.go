@@ -26,6 +26,8 @@ var (
 	provider vulnerability.Provider
 	database match.Database
 	builtAt  time.Time
+	// dbRoot holds the fixture database as 6/vulnerability.db, the layout of `vigil scan --db`.
+	dbRoot string
 )
 
 func TestMain(m *testing.M) {
@@ -42,11 +44,11 @@ func run(m *testing.M) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	dir, err := os.MkdirTemp("", "vigil-db-")
-	if err != nil {
+	if dbRoot, err = os.MkdirTemp("", "vigil-db-"); err != nil {
 		return 0, err
 	}
-	defer os.RemoveAll(dir)
+	defer os.RemoveAll(dbRoot)
+	dir := filepath.Join(dbRoot, "6")
 	built, err := fixturedb.Build(dir, time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC), filepath.Join(root, "test", "fixtures", "advisories"))
 	if err != nil {
 		return 0, err
