@@ -1,0 +1,107 @@
+package scanengine
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/vigil-dev/vigil/cmd/vigil/app"
+	"github.com/vigil-dev/vigil/test/fixtures/images"
+	"github.com/vigil-dev/vigil/test/testenv"
+)
+
+// grypeReport is the part of `grype -o json` that the parity test compares.
+type grypeReport struct {
+	Matches []struct {
+		Vulnerability struct {
+			ID  string `json:"id"`
+			Fix struct {
+				Versions []string `json:"versions"`
+			} `json:"fix"`
+		} `json:"vulnerability"`
+		Artifact struct {
+			Name    string `json:"name"`
+			Version string `json:"version"`
+		} `json:"artifact"`
+	} `json:"matches"`
+}
+
+// grypeBinary is the grype CLI that hack/build-grype.sh builds from go.mod's grype version.
+func grypeBinary(t *testing.T) string {
+	t.Helper()
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(root, "bin", "grype")
+	if _, err := os.Stat(path); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("bin/grype is missing (make tools builds it): %v", err)
+		}
+		t.Skip("bin/grype is not built; run 'make tools' to compare with the grype CLI")
+	}
+	return path
+}
+
+// TestSameFindingsAsTheGrypeCLI scans every fixture image with `vigil scan -o json` and with the
+// grype CLI built from the same grype module version, on the same database, and compares the
+// vulnerabilities, packages, versions and fixed-in versions they report.
+func TestSameFindingsAsTheGrypeCLI(t *testing.T) {
+	grype := grypeBinary(t)
+	recipes := map[string]func() (v1.Image, error){
+		"java-log4j": images.JavaLog4j, "debian-openssl": images.DebianOpenSSL, "alpine-openssl": images.AlpineOpenSSL,
+		"node-minimist": images.NodeMinimist, "python-pyyaml": images.PythonPyYAML, "go-text": images.GoTextBinary,
+		"clean": images.Clean, "mixed": mixed,
+	}
+	for name, recipe := range recipes {
+		t.Run(name, func(t *testing.T) {
+			source := ociLayout(t, recipe)
+
+			code, stdout, stderr := vigil("scan", source, "--db", dbRoot, "-o", "json", "-q")
+			if code != app.ExitOK {
+				t.Fatalf("vigil scan: exit %d: %s", code, stderr)
+			}
+			var report app.Report
+			if err := json.Unmarshal([]byte(stdout), &report); err != nil {
+				t.Fatal(err)
+			}
+			var fromVigil []string
+			for _, f := range report.Findings {
+				fromVigil = append(fromVigil, strings.Join([]string{f.ID, f.Package.Name, f.Package.Version, strings.Join(f.FixedIn, ",")}, " "))
+			}
+
+			cmd := exec.Command(grype, source, "-o", "json", "-q")
+			cmd.Env = append(os.Environ(),
+				"GRYPE_DB_CACHE_DIR="+dbRoot, "GRYPE_DB_AUTO_UPDATE=false", "GRYPE_DB_VALIDATE_AGE=false",
+				"GRYPE_CHECK_FOR_APP_UPDATE=false", "HOME="+t.TempDir())
+			var out, errOut bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errOut
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("grype: %v: %s", err, errOut.String())
+			}
+			var grypeOut grypeReport
+			if err := json.Unmarshal(out.Bytes(), &grypeOut); err != nil {
+				t.Fatalf("grype output: %v", err)
+			}
+			var fromGrype []string
+			for _, m := range grypeOut.Matches {
+				fromGrype = append(fromGrype, strings.Join([]string{m.Vulnerability.ID, m.Artifact.Name, m.Artifact.Version, strings.Join(m.Vulnerability.Fix.Versions, ",")}, " "))
+			}
+			sort.Strings(fromVigil)
+			sort.Strings(fromGrype)
+			if strings.Join(fromVigil, "\n") != strings.Join(fromGrype, "\n") {
+				t.Errorf("vigil found:\n%s\ngrype found:\n%s", strings.Join(fromVigil, "\n"), strings.Join(fromGrype, "\n"))
+			}
+			if name != "clean" && len(fromGrype) == 0 {
+				t.Error("grype found nothing: the comparison shows nothing")
+			}
+		})
+	}
+}
