@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // Credential is a registry's credential: a user name and password, or a token.
@@ -113,4 +114,27 @@ func transportFor(ref name.Reference, options Options) http.RoundTripper {
 		transport.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // configured per registry
 	}
 	return transport
+}
+
+// CredentialsFromSecret reads the registry credentials of a Kubernetes pull secret: a
+// kubernetes.io/dockerconfigjson or a legacy kubernetes.io/dockercfg Secret.
+func CredentialsFromSecret(secret *corev1.Secret) ([]Credential, error) {
+	var key string
+	switch secret.Type {
+	case corev1.SecretTypeDockerConfigJson:
+		key = corev1.DockerConfigJsonKey
+	case corev1.SecretTypeDockercfg:
+		key = corev1.DockerConfigKey
+	default:
+		return nil, fmt.Errorf("secret %s/%s is of type %q, not a pull secret", secret.Namespace, secret.Name, secret.Type)
+	}
+	data, ok := secret.Data[key]
+	if !ok {
+		return nil, fmt.Errorf("secret %s/%s has no %s", secret.Namespace, secret.Name, key)
+	}
+	credentials, err := CredentialsFromDockerConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("secret %s/%s: %w", secret.Namespace, secret.Name, err)
+	}
+	return credentials, nil
 }

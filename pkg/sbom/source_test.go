@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 func TestParseSource(t *testing.T) {
@@ -111,5 +113,35 @@ func TestTooLargeErrorNamesTheSizes(t *testing.T) {
 		if got := tc.err.Error(); got != tc.want {
 			t.Errorf("Error() = %q, want %q", got, tc.want)
 		}
+	}
+}
+
+func TestCredentialsFromSecret(t *testing.T) {
+	config := []byte(`{"auths":{"registry.example":{"username":"robot","password":"pw"}}}`)
+	tests := []struct {
+		name    string
+		secret  corev1.Secret
+		wantErr string
+	}{
+		{"a dockerconfigjson secret", corev1.Secret{Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: config}}, ""},
+		{"a legacy dockercfg secret", corev1.Secret{Type: corev1.SecretTypeDockercfg, Data: map[string][]byte{corev1.DockerConfigKey: []byte(`{"registry.example":{"username":"robot","password":"pw"}}`)}}, ""},
+		{"an opaque secret", corev1.Secret{Type: corev1.SecretTypeOpaque}, `is of type "Opaque", not a pull secret`},
+		{"a pull secret without its key", corev1.Secret{Type: corev1.SecretTypeDockerConfigJson}, "has no .dockerconfigjson"},
+		{"a pull secret with bad JSON", corev1.Secret{Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte("{")}}, "reading the docker config"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.secret.Namespace, tc.secret.Name = "shop", "registry-credentials"
+			got, err := CredentialsFromSecret(&tc.secret)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "shop/registry-credentials") {
+					t.Fatalf("error = %v, want one naming the secret and containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || len(got) != 1 || got[0] != (Credential{Registry: "registry.example", Username: "robot", Password: "pw"}) {
+				t.Fatalf("got %+v, %v", got, err)
+			}
+		})
 	}
 }

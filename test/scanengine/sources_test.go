@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/vigil-dev/vigil/pkg/match"
@@ -53,7 +54,7 @@ func stereoscopeTempDirs(t *testing.T) []string {
 	}
 	var dirs []string
 	for _, entry := range entries {
-		if strings.HasPrefix(entry.Name(), "stereoscope-") {
+		if strings.HasPrefix(entry.Name(), "stereoscope-") || strings.HasPrefix(entry.Name(), "syft-") {
 			dirs = append(dirs, entry.Name())
 		}
 	}
@@ -151,6 +152,64 @@ func TestRegistryAccess(t *testing.T) {
 	})
 	if after := stereoscopeTempDirs(t); len(after) != len(before) {
 		t.Errorf("temporary folders left behind: before %v, after %v", before, after)
+	}
+}
+
+func TestPlatformSelection(t *testing.T) {
+	node, err := images.NodeMinimist()
+	if err != nil {
+		t.Fatal(err)
+	}
+	index, err := images.MultiPlatform(map[string]v1.Image{"linux/amd64": javaImage(t), "linux/arm64": node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := registry.Start(registry.Options{})
+	defer reg.Close()
+	if err := reg.PushIndex(index, "multi/app", "1"); err != nil {
+		t.Fatal(err)
+	}
+	ref := "registry:" + reg.Host + "/multi/app:1"
+	for platform, want := range map[string]string{
+		"":            "GHSA-jfh8-c2jp-5v3q log4j-core 2.14.1 java-archive 2.15.0\n", // linux/amd64 by default
+		"linux/arm64": "GHSA-xvch-5gv4-984h minimist 1.2.5 npm 1.2.6\n",
+	} {
+		result, err := scan(t, ref, sbom.Options{Platform: platform})
+		if err != nil {
+			t.Fatalf("platform %q: %v", platform, err)
+		}
+		if got := summary(result); got != want {
+			t.Errorf("platform %q: findings\n%s\nwant\n%s", platform, got, want)
+		}
+	}
+	if _, err := scan(t, ref, sbom.Options{Platform: "linux/s390x"}); err == nil {
+		t.Error("a platform the image does not have was scanned")
+	}
+}
+
+func TestRemovedPackageIsNotReported(t *testing.T) {
+	img, err := images.DebianOpenSSL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first layer alone installs the openssl package, which the second layer removes.
+	base, err := images.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstLayerOnly, err := mutate.AppendLayers(base, layers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := summary(scanOCILayout(t, firstLayerOnly)); !strings.Contains(got, "CVE-2023-0286 openssl 3.0.7-1") {
+		t.Fatalf("the first layer alone does not report openssl:\n%s", got)
+	}
+	if got := summary(scanOCILayout(t, img)); strings.Contains(got, " openssl ") {
+		t.Errorf("the removed openssl package is reported:\n%s", got)
 	}
 }
 
