@@ -10,6 +10,7 @@ export KUBEBUILDER_ASSETS
 
 CONTROLLER_GEN := go tool controller-gen
 GO_TEST_FLAGS ?= -count=1
+FUZZ_TIME ?= 15s
 DEMO_FLAGS ?=
 
 .PHONY: help
@@ -22,8 +23,14 @@ demo: ## Run Vigil locally on a real API server with sample workloads (not built
 	@exit 1
 
 .PHONY: test
-test: tools verify-gen vet ## Run every test: unit, scan engine, and integration on a real API server
+test: tools verify-gen vet ## Run every test: unit, scan engine, integration on a real API server, fuzzing
 	go test $(GO_TEST_FLAGS) ./...
+	$(MAKE) --no-print-directory fuzz
+
+.PHONY: fuzz
+fuzz: ## Fuzz the admission request decoding and image extraction for FUZZ_TIME each
+	go test -run '^$$' -fuzz '^FuzzObserve$$' -fuzztime $(FUZZ_TIME) ./webhook/
+	go test -run '^$$' -fuzz '^FuzzExtractImages$$' -fuzztime $(FUZZ_TIME) ./webhook/
 
 .PHONY: test-unit
 test-unit: ## Run the unit tests only (no API server)
@@ -41,10 +48,11 @@ grype: ## Build the grype CLI of go.mod's grype version into bin/grype, for the 
 	hack/build-grype.sh
 
 .PHONY: generate
-generate: ## Regenerate deepcopy code, CRDs and RBAC from the API markers
+generate: ## Regenerate deepcopy code, CRDs, RBAC and the webhook configuration from the markers
 	$(CONTROLLER_GEN) object paths=./pkg/apis/...
 	$(CONTROLLER_GEN) crd:allowDangerousTypes=true paths=./pkg/apis/... output:crd:dir=charts/vigil/crds
 	$(CONTROLLER_GEN) rbac:roleName=vigil-manager paths=./... output:rbac:dir=charts/vigil/files/rbac
+	$(CONTROLLER_GEN) webhook paths=./webhook/... output:webhook:dir=charts/vigil/files/webhook
 
 .PHONY: verify-gen
 verify-gen: ## Fail when a generated file is stale

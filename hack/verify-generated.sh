@@ -14,7 +14,7 @@ generated=(pkg/apis charts/vigil/crds charts/vigil/files)
 for dir in "${generated[@]}"; do
   [[ -d "$copy/$dir" ]] && find "$copy/$dir" -name 'zz_generated*' -delete
 done
-rm -rf "$copy/charts/vigil/crds" "$copy/charts/vigil/files/rbac"
+rm -rf "$copy/charts/vigil/crds" "$copy/charts/vigil/files/rbac" "$copy/charts/vigil/files/webhook"
 make -s -C "$copy" generate KUBEBUILDER_ASSETS=unused >/dev/null
 
 stale=""

@@ -34,6 +34,9 @@ type managerProcess struct {
 	cmd         *exec.Cmd
 	metricsURL  string
 	probesURL   string
+	webhookPort int
+	certDir     string
+	caPEM       []byte
 	mu          sync.Mutex
 	stderrLines []string
 	exited      chan struct{}
@@ -46,7 +49,7 @@ func startManager(t *testing.T, extraArgs ...string) *managerProcess {
 	binary, err := testenv.BuildBinary("./cmd/manager")
 	g.Expect(err).NotTo(HaveOccurred())
 	certDir := t.TempDir()
-	_, err = testenv.WriteServingCertificate(certDir, "127.0.0.1")
+	caPEM, err := testenv.WriteServingCertificate(certDir, "127.0.0.1")
 	g.Expect(err).NotTo(HaveOccurred())
 	ports := make([]int, 3)
 	for i := range ports {
@@ -62,16 +65,19 @@ func startManager(t *testing.T, extraArgs ...string) *managerProcess {
 		"--webhook-cert-dir=" + certDir,
 	}, extraArgs...)
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+env.KubeconfigPath)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+env.KubeconfigPath, "POD_NAMESPACE=vigil-system")
 	stderr, err := cmd.StderrPipe()
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(cmd.Start()).To(Succeed())
 
 	process := &managerProcess{
-		cmd:        cmd,
-		metricsURL: fmt.Sprintf("https://127.0.0.1:%d/metrics", ports[0]),
-		probesURL:  fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
-		exited:     make(chan struct{}),
+		cmd:         cmd,
+		metricsURL:  fmt.Sprintf("https://127.0.0.1:%d/metrics", ports[0]),
+		probesURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
+		webhookPort: ports[2],
+		certDir:     certDir,
+		caPEM:       caPEM,
+		exited:      make(chan struct{}),
 	}
 	go func() {
 		scanner := bufio.NewScanner(stderr)
@@ -92,6 +98,15 @@ func startManager(t *testing.T, extraArgs ...string) *managerProcess {
 		}
 	})
 	return process
+}
+
+// waitReady waits until the manager's readiness probe answers 200.
+func (p *managerProcess) waitReady(t *testing.T) {
+	t.Helper()
+	NewWithT(t).Eventually(func() (int, error) {
+		code, _, err := httpStatus(p.probesURL+"/readyz", "")
+		return code, err
+	}, 60*time.Second, 250*time.Millisecond).Should(Equal(http.StatusOK), func() string { return p.logs() })
 }
 
 func (p *managerProcess) logs() string {
@@ -153,10 +168,7 @@ func TestManagerServesProbesAndProtectedMetricsAndStopsOnSIGTERM(t *testing.T) {
 	manager := startManager(t, "--leader-elect", "--leader-election-namespace=default")
 
 	// The manager becomes ready once its webhook server serves.
-	g.Eventually(func() (int, error) {
-		code, _, err := httpStatus(manager.probesURL+"/readyz", "")
-		return code, err
-	}, 60*time.Second, 250*time.Millisecond).Should(Equal(http.StatusOK), func() string { return manager.logs() })
+	manager.waitReady(t)
 	code, _, err := httpStatus(manager.probesURL+"/healthz", "")
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(code).To(Equal(http.StatusOK))

@@ -20,9 +20,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
+	"github.com/vigil-dev/vigil/reconciler/podimages"
+	"github.com/vigil-dev/vigil/webhook"
 )
 
 // LeaderElectionID names the Lease that the manager's replicas elect their leader with.
@@ -82,6 +84,13 @@ func run(ctx context.Context, options *Options) error {
 	if err := setupChecks(mgr); err != nil {
 		return err
 	}
+	recorder, err := setupWebhooks(mgr, options)
+	if err != nil {
+		return err
+	}
+	if err := setupReconcilers(mgr, options, recorder); err != nil {
+		return err
+	}
 	ctrl.Log.WithName("setup").Info("Starting manager", "leaderElection", options.LeaderElect,
 		"webhookPort", options.WebhookPort, "metrics", options.MetricsBindAddress)
 	if err := mgr.Start(ctx); err != nil {
@@ -115,7 +124,7 @@ func newManager(restConfig *rest.Config, options *Options) (manager.Manager, err
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:  scheme,
 		Metrics: metricsOptions,
-		WebhookServer: webhook.NewServer(webhook.Options{
+		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
 			Host:    options.WebhookHost,
 			Port:    options.WebhookPort,
 			CertDir: options.WebhookCertDir,
@@ -150,6 +159,27 @@ func setupChecks(mgr manager.Manager) error {
 	}
 	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
 		return fmt.Errorf("adding the readiness check: %w", err)
+	}
+	return nil
+}
+
+// setupWebhooks registers the observe-only admission webhook and the Recorder it feeds; both run
+// on every replica.
+func setupWebhooks(mgr manager.Manager, options *Options) (*webhook.Recorder, error) {
+	recorder := webhook.NewRecorder(mgr.GetClient(), mgr.GetAPIReader(), webhook.DefaultRecorderOptions())
+	if err := mgr.Add(recorder); err != nil {
+		return nil, fmt.Errorf("adding the image recorder: %w", err)
+	}
+	observer := webhook.NewImageObserver(recorder, options.Namespace, options.ServiceAccountName, options.WebhookConcurrency)
+	mgr.GetWebhookServer().Register(webhook.Path, observer)
+	return recorder, nil
+}
+
+// setupReconcilers registers the reconcilers, which run on the elected leader.
+func setupReconcilers(mgr manager.Manager, options *Options, recorder *webhook.Recorder) error {
+	podImages := &podimages.Reconciler{Client: mgr.GetClient(), Recorder: recorder, IgnoreNamespace: options.Namespace}
+	if err := podImages.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the pod images reconciler: %w", err)
 	}
 	return nil
 }

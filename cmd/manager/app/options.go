@@ -30,6 +30,12 @@ type Options struct {
 	WebhookPort int
 	// WebhookCertDir holds the webhook server's tls.crt and tls.key.
 	WebhookCertDir string
+	// Namespace is the namespace Vigil runs in; the webhook skips its requests.
+	Namespace string
+	// ServiceAccountName is the manager's service account; the webhook skips its requests.
+	ServiceAccountName string
+	// WebhookConcurrency bounds the admission requests examined at once.
+	WebhookConcurrency int
 	// EnableHTTP2 serves HTTP/2 on the webhook and metrics servers.
 	EnableHTTP2 bool
 	// GracefulShutdownTimeout bounds how long the manager waits for its parts to stop.
@@ -58,6 +64,12 @@ func newFlagSet(options *Options) *flag.FlagSet {
 	fs.IntVar(&options.WebhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
 	fs.StringVar(&options.WebhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs",
 		"Folder with the webhook server's tls.crt and tls.key (cert-manager fills it in the Helm chart).")
+	fs.StringVar(&options.Namespace, "namespace", envOr("POD_NAMESPACE", "vigil-system"),
+		"Namespace Vigil runs in (default $POD_NAMESPACE, else vigil-system); the webhook does not observe it.")
+	fs.StringVar(&options.ServiceAccountName, "service-account-name", envOr("SERVICE_ACCOUNT_NAME", "vigil"),
+		"The manager's service account (default $SERVICE_ACCOUNT_NAME, else vigil); the webhook skips its requests.")
+	fs.IntVar(&options.WebhookConcurrency, "webhook-concurrency", 64,
+		"Admission requests examined at once; beyond it requests are allowed without being examined, and the pod watch records their images later.")
 	fs.BoolVar(&options.EnableHTTP2, "enable-http2", false,
 		"Serve HTTP/2 on the webhook and metrics servers; off by default against HTTP/2 stream attacks.")
 	fs.DurationVar(&options.GracefulShutdownTimeout, "graceful-shutdown-timeout", 30*time.Second,
@@ -87,8 +99,22 @@ func parse(args []string) (*Options, error) {
 	if options.WebhookPort <= 0 || options.WebhookPort > 65535 {
 		return nil, fmt.Errorf("--webhook-port %d is not a port number", options.WebhookPort)
 	}
+	if options.WebhookConcurrency <= 0 {
+		return nil, fmt.Errorf("--webhook-concurrency %d must be positive", options.WebhookConcurrency)
+	}
+	if options.Namespace == "" {
+		return nil, errors.New("--namespace must not be empty")
+	}
 	if options.GracefulShutdownTimeout < 0 {
 		return nil, errors.New("--graceful-shutdown-timeout must not be negative")
 	}
 	return options, nil
+}
+
+// envOr is the value of the environment variable name, or fallback when it is empty.
+func envOr(name, fallback string) string {
+	if value := os.Getenv(name); value != "" {
+		return value
+	}
+	return fallback
 }

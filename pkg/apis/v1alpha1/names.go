@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"math"
 	"strconv"
 	"strings"
@@ -37,4 +39,20 @@ func (d VulnerabilityDetails) Labels() map[string]string {
 		labels[CVSSLabel] = strconv.Itoa(int(math.Round(*d.Score * 10)))
 	}
 	return labels
+}
+
+// Namespace opt-out: a namespace labelled vigil.dev/scanning=disabled is not watched by the
+// admission webhook, gets no scanning RBAC, and its workloads are not reported.
+const (
+	// ScanningLabel is the namespace label that opts a namespace out of scanning.
+	ScanningLabel = "vigil.dev/scanning"
+	// ScanningDisabled is the ScanningLabel value that opts out.
+	ScanningDisabled = "disabled"
+)
+
+// ReferenceScanName is the name of the ImageScan that records an image reference whose digest
+// is not known yet: "ref-" and the SHA-256 of the reference.
+func ReferenceScanName(image string) string {
+	sum := sha256.Sum256([]byte(image))
+	return "ref-" + hex.EncodeToString(sum[:])
 }

@@ -1,0 +1,118 @@
+package webhook
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+)
+
+// queue is an Enqueuer that keeps what it is given.
+type queue struct {
+	mu      sync.Mutex
+	records []ImageRecord
+}
+
+func (q *queue) Enqueue(record ImageRecord) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.records = append(q.records, record)
+	return true
+}
+
+func podReview(mutate func(*admissionv1.AdmissionRequest)) []byte {
+	pod, _ := json.Marshal(corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: "shop"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/shop/api:1.4"}}},
+	})
+	request := &admissionv1.AdmissionRequest{
+		UID:       types.UID("3f2c"),
+		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+		Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+		Namespace: "shop",
+		Operation: admissionv1.Create,
+		UserInfo:  authenticationv1.UserInfo{Username: "system:serviceaccount:kube-system:replicaset-controller"},
+		Object:    runtime.RawExtension{Raw: pod},
+	}
+	if mutate != nil {
+		mutate(request)
+	}
+	review, _ := json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request:  request,
+	})
+	return review
+}
+
+func TestObserverAlwaysAllows(t *testing.T) {
+	tests := []struct {
+		name        string
+		body        []byte
+		wantUID     string
+		wantRecords int
+	}{
+		{name: "a Pod", body: podReview(nil), wantUID: "3f2c", wantRecords: 1},
+		{name: "an update", body: podReview(func(r *admissionv1.AdmissionRequest) { r.Operation = admissionv1.Update }), wantUID: "3f2c", wantRecords: 1},
+		{name: "a dry run", body: podReview(func(r *admissionv1.AdmissionRequest) { r.DryRun = ptr.To(true) }), wantUID: "3f2c"},
+		{name: "a delete", body: podReview(func(r *admissionv1.AdmissionRequest) { r.Operation = admissionv1.Delete }), wantUID: "3f2c"},
+		{name: "Vigil's own namespace", body: podReview(func(r *admissionv1.AdmissionRequest) { r.Namespace = "vigil-system" }), wantUID: "3f2c"},
+		{name: "Vigil's own service account", body: podReview(func(r *admissionv1.AdmissionRequest) {
+			r.UserInfo.Username = "system:serviceaccount:vigil-system:vigil"
+		}), wantUID: "3f2c"},
+		{name: "a kind without a pod spec", body: podReview(func(r *admissionv1.AdmissionRequest) {
+			r.Kind = metav1.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}
+		}), wantUID: "3f2c"},
+		{name: "no object", body: podReview(func(r *admissionv1.AdmissionRequest) { r.Object = runtime.RawExtension{} }), wantUID: "3f2c"},
+		{name: "a malformed object", body: podReview(func(r *admissionv1.AdmissionRequest) { r.Object = runtime.RawExtension{Raw: []byte(`{"spec":[]}`)} }), wantUID: "3f2c"},
+		{name: "bad JSON", body: []byte(`{"request":`)},
+		{name: "no request", body: []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`)},
+		{name: "an empty body", body: nil},
+		{name: "a body above the bound", body: bytes.Repeat([]byte(" "), MaxRequestBytes+1)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			q := &queue{}
+			observer := NewImageObserver(q, "vigil-system", "vigil", 4)
+			recorder := httptest.NewRecorder()
+			observer.ServeHTTP(recorder, httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(tc.body)))
+			if recorder.Code != http.StatusOK {
+				t.Fatalf("status %d", recorder.Code)
+			}
+			var review admissionv1.AdmissionReview
+			if err := json.Unmarshal(recorder.Body.Bytes(), &review); err != nil {
+				t.Fatalf("answer is not an AdmissionReview: %v: %s", err, recorder.Body.String())
+			}
+			if review.Response == nil || !review.Response.Allowed || string(review.Response.UID) != tc.wantUID || review.Response.Patch != nil {
+				t.Errorf("answer = %s", recorder.Body.String())
+			}
+			if review.APIVersion != "admission.k8s.io/v1" || review.Kind != "AdmissionReview" {
+				t.Errorf("answer type = %s %s", review.APIVersion, review.Kind)
+			}
+			if len(q.records) != tc.wantRecords {
+				t.Errorf("records = %+v, want %d", q.records, tc.wantRecords)
+			}
+		})
+	}
+}
+
+func TestObserverShedsBeyondItsConcurrency(t *testing.T) {
+	q := &queue{}
+	observer := NewImageObserver(q, "vigil-system", "vigil", 1)
+	observer.inflight <- struct{}{} // one request is being looked into
+	recorder := httptest.NewRecorder()
+	observer.ServeHTTP(recorder, httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(podReview(nil))))
+	if !strings.Contains(recorder.Body.String(), `"allowed":true`) || len(q.records) != 0 {
+		t.Errorf("answer %s, records %v", recorder.Body.String(), q.records)
+	}
+}
