@@ -7,6 +7,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/vigil-dev/vigil/pkg/digest"
 )
 
 // ImageRecord is one image reference that a workload in a namespace uses, with the credentials
@@ -167,7 +169,7 @@ func PodRecords(pod *corev1.Pod) []ImageRecord {
 			if status.State.Terminated != nil {
 				return
 			}
-			record.Digest = digestOf(status.ImageID)
+			record.Digest = digest.FromImageID(status.ImageID)
 		}
 		if record.Image == "" || slices.ContainsFunc(records, func(r ImageRecord) bool { return r.key() == record.key() }) {
 			return

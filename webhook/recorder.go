@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
+	"github.com/vigil-dev/vigil/pkg/digest"
 )
 
 // RecorderOptions configure a Recorder.
@@ -166,26 +166,7 @@ func recordDigest(record ImageRecord) string {
 	if record.Digest != "" {
 		return record.Digest
 	}
-	return digestOf(record.Image)
-}
-
-// digestOf is the sha256 digest a reference pins ("repo@sha256:...", or an imageID such as
-// "docker-pullable://repo@sha256:..."), or empty.
-func digestOf(image string) string {
-	at := strings.LastIndex(image, "@")
-	if at < 0 {
-		return ""
-	}
-	digest := image[at+1:]
-	if !strings.HasPrefix(digest, "sha256:") || len(digest) != len("sha256:")+64 {
-		return ""
-	}
-	for _, c := range digest[len("sha256:"):] {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return ""
-		}
-	}
-	return digest
+	return digest.FromReference(record.Image)
 }
 
 // recordScan creates the ImageScan name with the records' references, or adds them to it.
@@ -217,33 +198,18 @@ func (r *Recorder) recordScan(ctx context.Context, name string, records []ImageR
 	})
 }
 
-// mergeReferences adds the records to references, one entry per image and namespace, keeping
-// the newest pull credentials of each and at most MaxImageReferences entries.
+// mergeReferences adds the records to references (see ImageScanSpec.AddReference) and tells
+// whether they changed.
 func mergeReferences(references []vigilv1alpha1.ImageReference, records []ImageRecord) ([]vigilv1alpha1.ImageReference, bool) {
-	merged := slices.Clone(references)
+	spec := vigilv1alpha1.ImageScanSpec{References: slices.Clone(references)}
 	changed := false
 	for _, record := range records {
-		reference := vigilv1alpha1.ImageReference{
+		changed = spec.AddReference(vigilv1alpha1.ImageReference{
 			Image: record.Image, Namespace: record.Namespace,
 			ServiceAccountName: record.ServiceAccountName, ImagePullSecrets: record.ImagePullSecrets,
-		}
-		if len(reference.ImagePullSecrets) > 16 {
-			reference.ImagePullSecrets = reference.ImagePullSecrets[:16]
-		}
-		i := slices.IndexFunc(merged, func(r vigilv1alpha1.ImageReference) bool {
-			return r.Image == record.Image && r.Namespace == record.Namespace
-		})
-		switch {
-		case i >= 0 && (merged[i].ServiceAccountName != reference.ServiceAccountName ||
-			!slices.Equal(merged[i].ImagePullSecrets, reference.ImagePullSecrets)):
-			merged[i] = reference
-			changed = true
-		case i < 0 && len(merged) < vigilv1alpha1.MaxImageReferences:
-			merged = append(merged, reference)
-			changed = true
-		}
+		}) || changed
 	}
-	return merged, changed
+	return spec.References, changed
 }
 
 // recentSet remembers keys for a while, the least recently added evicted first beyond max.

@@ -84,6 +84,10 @@ type Result struct {
 	Database Database `json:"database"`
 	// Findings are sorted most severe first, then by CVSS score, ID and package.
 	Findings []Finding `json:"findings"`
+	// Packages counts the SBOM's packages.
+	Packages int `json:"packages"`
+	// Distro is the SBOM's distribution and version, for example "debian 12", or empty.
+	Distro string `json:"distro,omitempty"`
 	// Document is grype's own report of the same matches, as `grype -o json` writes it.
 	Document models.Document `json:"-"`
 }
@@ -92,6 +96,16 @@ type Result struct {
 type Matcher struct {
 	provider vulnerability.Provider
 	database Database
+	byCVE    bool
+}
+
+// ByCVE returns a Matcher that reports a vulnerability by its CVE when it has one (a GitHub or
+// distribution advisory of a CVE becomes that CVE, the advisory an alias), as `grype --by-cve`
+// does: the cluster view keeps one object per vulnerability, whatever advisories name it.
+func (m *Matcher) ByCVE() *Matcher {
+	byCVE := *m
+	byCVE.byCVE = true
+	return &byCVE
 }
 
 // NewMatcher returns a Matcher of the database that provider reads.
@@ -156,6 +170,7 @@ func (m *Matcher) Match(ctx context.Context, syftJSON []byte) (*Result, error) {
 	vulnerabilityMatcher := grype.VulnerabilityMatcher{
 		VulnerabilityProvider: m.provider,
 		IgnoreRules:           ignoreLinuxKernelHeaders,
+		NormalizeByCVE:        m.byCVE,
 		Matchers:              matcher.NewDefaultMatchers(matcherConfig()),
 	}
 	remaining, ignored, err := vulnerabilityMatcher.FindMatchesContext(ctx, packages, pkgContext)
@@ -172,7 +187,11 @@ func (m *Matcher) Match(ctx context.Context, syftJSON []byte) (*Result, error) {
 		findings = append(findings, findingOf(match))
 	}
 	SortFindings(findings)
-	return &Result{Database: m.database, Findings: findings, Document: document}, nil
+	result := &Result{Database: m.database, Findings: findings, Document: document, Packages: len(packages)}
+	if pkgContext.Distro != nil {
+		result.Distro = strings.TrimSpace(pkgContext.Distro.ID() + " " + pkgContext.Distro.Version)
+	}
+	return result, nil
 }
 
 // findingOf turns one of grype's reported matches into a Finding.

@@ -361,3 +361,34 @@ func classify(err error) error {
 	}
 	return err
 }
+
+// Resolve returns the digest that a registry reference names (the digest of the image index
+// of a multi-platform image, as a container runtime reports it in a pod's imageID), reading the
+// registry's manifest head only.
+func Resolve(ctx context.Context, image string, options Options) (string, error) {
+	ref, err := parseReference(image, options)
+	if err != nil {
+		return "", err
+	}
+	timeout := options.Timeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	descriptor, err := remote.Head(ref, remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(keychain(options.Credentials)), remote.WithTransport(transportFor(ref, options)))
+	if err != nil {
+		return "", classify(fmt.Errorf("resolving %s: %w", image, err))
+	}
+	return descriptor.Digest.String(), nil
+}
+
+// PinnedReference is image's repository with digest: the reference that pulls exactly that digest.
+func PinnedReference(image, digest string) (string, error) {
+	ref, err := name.ParseReference(image)
+	if err != nil {
+		return "", fmt.Errorf("%q is not a valid image reference: %w", image, err)
+	}
+	return ref.Context().Name() + "@" + digest, nil
+}

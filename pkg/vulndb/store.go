@@ -316,20 +316,3 @@ func (s *Store) Close() error {
 	current.users.Wait()
 	return current.provider.Close()
 }
-
-// Run checks for updates every interval until ctx ends, first at once.
-func (s *Store) Run(ctx context.Context, interval time.Duration) {
-	log := logr.FromContextOrDiscard(ctx)
-	ticker := time.NewTicker(interval)
-	defer ticker.Stop()
-	for {
-		if _, err := s.Update(ctx); err != nil {
-			log.Error(err, "Vulnerability database update failed; the current database stays in use")
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-		}
-	}
-}

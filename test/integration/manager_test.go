@@ -63,6 +63,9 @@ func startManager(t *testing.T, extraArgs ...string) *managerProcess {
 		"--webhook-host=127.0.0.1",
 		fmt.Sprintf("--webhook-port=%d", ports[2]),
 		"--webhook-cert-dir=" + certDir,
+		"--sbom-dir=" + filepath.Join(t.TempDir(), "sboms"),
+		"--db-dir=" + filepath.Join(t.TempDir(), "db"),
+		"--db-listing-url=http://127.0.0.1:1/latest.json",
 	}, extraArgs...)
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+env.KubeconfigPath, "POD_NAMESPACE=vigil-system")

@@ -153,3 +153,12 @@ func (e *Environment) Stop() error {
 	}
 	return err
 }
+
+// InstallCRDs installs the CRDs of the YAML files in dir and waits until they are served.
+func InstallCRDs(e *Environment, dir string) error {
+	_, err := envtest.InstallCRDs(e.Config, envtest.CRDInstallOptions{Paths: []string{dir}, ErrorIfPathMissing: true})
+	if err != nil {
+		return fmt.Errorf("installing the CRDs of %s: %w", dir, err)
+	}
+	return nil
+}

@@ -8,12 +8,22 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"sync/atomic"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -23,6 +33,15 @@ import (
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
+	"github.com/vigil-dev/vigil/pkg/executor"
+	"github.com/vigil-dev/vigil/pkg/match"
+	"github.com/vigil-dev/vigil/pkg/sbom"
+	"github.com/vigil-dev/vigil/pkg/sbomstore"
+	"github.com/vigil-dev/vigil/pkg/vulndb"
+	"github.com/vigil-dev/vigil/reconciler/dbupdate"
+	"github.com/vigil-dev/vigil/reconciler/findings"
+	"github.com/vigil-dev/vigil/reconciler/imagescan"
+	"github.com/vigil-dev/vigil/reconciler/namespace"
 	"github.com/vigil-dev/vigil/reconciler/podimages"
 	"github.com/vigil-dev/vigil/webhook"
 )
@@ -84,11 +103,35 @@ func run(ctx context.Context, options *Options) error {
 	if err := setupChecks(mgr); err != nil {
 		return err
 	}
+	if err := setupIndexes(mgr); err != nil {
+		return err
+	}
 	recorder, err := setupWebhooks(mgr, options)
 	if err != nil {
 		return err
 	}
-	if err := setupReconcilers(mgr, options, recorder); err != nil {
+	// After each database swap every stored SBOM is matched again, no image pulled.
+	var scans *imagescan.Reconciler
+	database, err := vulndb.NewStore(vulndb.Options{
+		Root: options.DatabaseDir, ListingURL: options.DatabaseListingURL, Timeout: 10 * time.Minute,
+		OnSwap: func(match.Database) {
+			if scans == nil {
+				return // the database loaded at start; the reconcilers match everything anyway
+			}
+			if err := scans.WakeAll(ctx); err != nil {
+				ctrl.Log.Error(err, "Matching the stored SBOMs against the new database failed")
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("opening the vulnerability database: %w", err)
+	}
+	defer database.Close()
+	openShift, err := namespace.ServesOpenShiftProjects(restConfig)
+	if err != nil {
+		return err
+	}
+	if scans, err = setupReconcilers(mgr, options, recorder, database, openShift); err != nil {
 		return err
 	}
 	ctrl.Log.WithName("setup").Info("Starting manager", "leaderElection", options.LeaderElect,
@@ -136,6 +179,14 @@ func newManager(restConfig *rest.Config, options *Options) (manager.Manager, err
 		LeaderElectionNamespace:       options.LeaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
 		GracefulShutdownTimeout:       &options.GracefulShutdownTimeout,
+		Cache: cache.Options{
+			// Pods are cached cluster-wide; their managed fields are never read.
+			DefaultTransform: cache.TransformStripManagedFields(),
+			ByObject: map[client.Object]cache.ByObject{
+				// Only the RoleBindings Vigil keeps, not every RoleBinding of the cluster.
+				&rbacv1.RoleBinding{}: {Label: labels.SelectorFromSet(labels.Set{namespace.ManagedByLabel: namespace.ManagedByValue})},
+			},
+		},
 		Client: client.Options{
 			Cache: &client.CacheOptions{
 				// Secrets are never cached: a cache would need a cluster-wide list and watch of
@@ -175,11 +226,100 @@ func setupWebhooks(mgr manager.Manager, options *Options) (*webhook.Recorder, er
 	return recorder, nil
 }
 
-// setupReconcilers registers the reconcilers, which run on the elected leader.
-func setupReconcilers(mgr manager.Manager, options *Options, recorder *webhook.Recorder) error {
-	podImages := &podimages.Reconciler{Client: mgr.GetClient(), Recorder: recorder, IgnoreNamespace: options.Namespace}
-	if err := podImages.SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("setting up the pod images reconciler: %w", err)
+// setupIndexes registers the field indexes the reconcilers query; none is needed yet beyond the
+// caches' own, and the metadata-only caches of ReplicaSets and Jobs are set up here so that
+// workload resolution never caches whole objects.
+func setupIndexes(mgr manager.Manager) error {
+	for _, gvk := range []schema.GroupVersionKind{
+		appsv1.SchemeGroupVersion.WithKind("ReplicaSet"), batchv1.SchemeGroupVersion.WithKind("Job"),
+	} {
+		metadata := &metav1.PartialObjectMetadata{}
+		metadata.SetGroupVersionKind(gvk)
+		if _, err := mgr.GetCache().GetInformer(context.Background(), metadata); err != nil {
+			return fmt.Errorf("setting up the metadata cache of %s: %w", gvk.Kind, err)
+		}
 	}
 	return nil
+}
+
+// setupReconcilers registers the reconcilers, which run on the elected leader: pod images, scans,
+// findings, namespace setup and database updates.
+func setupReconcilers(mgr manager.Manager, options *Options, recorder *webhook.Recorder,
+	database *vulndb.Store, openShift bool) (*imagescan.Reconciler, error) {
+	podImages := &podimages.Reconciler{Client: mgr.GetClient(), Recorder: recorder, IgnoreNamespace: options.Namespace}
+	if err := podImages.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the pod images reconciler: %w", err)
+	}
+
+	sboms, err := sbomstore.Open(options.SBOMDir)
+	if err != nil {
+		return nil, err
+	}
+	index := findings.NewIndex()
+	vulnerabilities := &findings.Reconciler{
+		Client: mgr.GetClient(), Index: index, IgnoreNamespace: options.Namespace,
+		RefreshInterval: options.FindingsRefreshInterval,
+	}
+	registry := sbom.Options{Platform: options.Platform, Timeout: options.RegistryTimeout,
+		MaxImageSize: options.MaxImageSize, MaxSBOMSize: options.MaxSBOMSize, Registries: map[string]sbom.RegistryAccess{}}
+	for _, host := range options.PlainHTTPRegistries {
+		access := registry.Registries[host]
+		access.PlainHTTP = true
+		registry.Registries[host] = access
+	}
+	for _, host := range options.SkipTLSVerifyRegistries {
+		access := registry.Registries[host]
+		access.SkipTLSVerify = true
+		registry.Registries[host] = access
+	}
+	scans := &imagescan.Reconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Events: mgr.GetEventRecorder("vigil"),
+		SBOMs: sboms, Database: database, Findings: index, Changed: vulnerabilities.Changed, Registry: registry,
+		MaxAttempts: int32(options.ScanMaxAttempts), RetryBackoff: options.ScanRetryBackoff, MaxRetryBackoff: 30 * time.Minute,
+	}
+	scans.Executor = executor.NewInProcess(sboms, registry, options.ScanConcurrency, options.ScanTimeout, scans.Wake)
+	vulnerabilities.Ready = findingsReady(mgr.GetClient(), index)
+	if err := scans.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the scan reconciler: %w", err)
+	}
+	if err := vulnerabilities.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the findings reconciler: %w", err)
+	}
+
+	namespaces := &namespace.Reconciler{
+		Client: mgr.GetClient(), ClusterRoleName: options.PullSecretClusterRole,
+		ServiceAccountName: options.ServiceAccountName, Namespace: options.Namespace,
+	}
+	if err := namespaces.SetupWithManager(mgr, openShift); err != nil {
+		return nil, fmt.Errorf("setting up the namespace reconciler: %w", err)
+	}
+
+	updater := &dbupdate.Updater{Store: database, Interval: options.DatabaseUpdateInterval, ImportFile: options.DatabaseImportFile}
+	if err := mgr.Add(updater); err != nil {
+		return nil, fmt.Errorf("adding the database updater: %w", err)
+	}
+	return scans, nil
+}
+
+// findingsReady tells, once and for all, when the findings of every scanned image are loaded:
+// until then the findings reconciler changes nothing, so that a restarted manager does not
+// delete findings it has not loaded yet.
+func findingsReady(reader client.Reader, index *findings.Index) func(context.Context) (bool, error) {
+	var ready atomic.Bool
+	return func(ctx context.Context) (bool, error) {
+		if ready.Load() {
+			return true, nil
+		}
+		scans := &vigilv1alpha1.ImageScanList{}
+		if err := reader.List(ctx, scans); err != nil {
+			return false, fmt.Errorf("listing ImageScans: %w", err)
+		}
+		for _, scan := range scans.Items {
+			if scan.Status.Phase == vigilv1alpha1.ImageScanScanned && !index.HasImage(scan.Spec.Digest) {
+				return false, nil
+			}
+		}
+		ready.Store(true)
+		return true, nil
+	}
 }

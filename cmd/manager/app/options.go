@@ -36,6 +36,39 @@ type Options struct {
 	ServiceAccountName string
 	// WebhookConcurrency bounds the admission requests examined at once.
 	WebhookConcurrency int
+	// SBOMDir holds the stored SBOMs; a volume in the cluster.
+	SBOMDir string
+	// DatabaseDir is the vulnerability database root; a volume in the cluster.
+	DatabaseDir string
+	// DatabaseListingURL is the database distribution listing to update from.
+	DatabaseListingURL string
+	// DatabaseImportFile is an archive to import instead, for air-gapped clusters.
+	DatabaseImportFile string
+	// DatabaseUpdateInterval is the time between database checks.
+	DatabaseUpdateInterval time.Duration
+	// ScanExecutor is "in-process" or "job".
+	ScanExecutor string
+	// ScanConcurrency bounds the scans that run at once.
+	ScanConcurrency int
+	// ScanTimeout bounds one scan.
+	ScanTimeout time.Duration
+	// ScanMaxAttempts bounds the attempts of one digest.
+	ScanMaxAttempts int
+	// ScanRetryBackoff is the wait after a first failed attempt, doubled after each further one.
+	ScanRetryBackoff time.Duration
+	// MaxImageSize and MaxSBOMSize bound what is scanned, in bytes (0: no bound).
+	MaxImageSize, MaxSBOMSize int64
+	// Platform is the platform scanned of multi-platform images.
+	Platform string
+	// PlainHTTPRegistries and SkipTLSVerifyRegistries list registries reached over plain HTTP or
+	// without certificate verification.
+	PlainHTTPRegistries, SkipTLSVerifyRegistries []string
+	// RegistryTimeout bounds each registry request.
+	RegistryTimeout time.Duration
+	// PullSecretClusterRole is the ClusterRole each namespace's RoleBinding binds.
+	PullSecretClusterRole string
+	// FindingsRefreshInterval is how often a running workload's lastDetected is renewed.
+	FindingsRefreshInterval time.Duration
 	// EnableHTTP2 serves HTTP/2 on the webhook and metrics servers.
 	EnableHTTP2 bool
 	// GracefulShutdownTimeout bounds how long the manager waits for its parts to stop.
@@ -70,6 +103,39 @@ func newFlagSet(options *Options) *flag.FlagSet {
 		"The manager's service account (default $SERVICE_ACCOUNT_NAME, else vigil); the webhook skips its requests.")
 	fs.IntVar(&options.WebhookConcurrency, "webhook-concurrency", 64,
 		"Admission requests examined at once; beyond it requests are allowed without being examined, and the pod watch records their images later.")
+	fs.StringVar(&options.SBOMDir, "sbom-dir", "/var/lib/vigil/sboms",
+		"Folder of the stored SBOMs (a volume: a restarted manager scans nothing again).")
+	fs.StringVar(&options.DatabaseDir, "db-dir", "/var/lib/vigil/db",
+		"Vulnerability database root: the folder that holds 6/vulnerability.db, as grype's cache does.")
+	fs.StringVar(&options.DatabaseListingURL, "db-listing-url", "https://grype.anchore.io/databases/v6/latest.json",
+		"URL of the vulnerability database listing (grype's distribution format) to update from.")
+	fs.StringVar(&options.DatabaseImportFile, "db-import-file", "",
+		"Database archive to import at start and whenever it changes, instead of updating from --db-listing-url (air-gapped clusters).")
+	fs.DurationVar(&options.DatabaseUpdateInterval, "db-update-interval", 6*time.Hour,
+		"Time between vulnerability database checks.")
+	fs.StringVar(&options.ScanExecutor, "scan-executor", "in-process",
+		`Where scans run: "in-process" (the local demo, small clusters) or "job" (a Kubernetes Job per image digest).`)
+	fs.IntVar(&options.ScanConcurrency, "scan-concurrency", 2, "Scans that run at once.")
+	fs.DurationVar(&options.ScanTimeout, "scan-timeout", 10*time.Minute, "Time one scan may take.")
+	fs.IntVar(&options.ScanMaxAttempts, "scan-max-attempts", 5, "Attempts at scanning one image digest before it is Failed.")
+	fs.DurationVar(&options.ScanRetryBackoff, "scan-retry-backoff", 30*time.Second,
+		"Wait after a first failed scan attempt; it doubles after each further failure, up to 30 minutes.")
+	fs.Int64Var(&options.MaxImageSize, "max-image-size", 0, "Largest image scanned, compressed, in bytes (0: no bound); larger ones are TooLarge.")
+	fs.Int64Var(&options.MaxSBOMSize, "max-sbom-size", 0, "Largest SBOM kept, in bytes (0: no bound); larger ones are TooLarge.")
+	fs.StringVar(&options.Platform, "platform", "linux/amd64", "Platform scanned of multi-platform images.")
+	fs.Func("plain-http-registry", "Registry host[:port] reached over plain HTTP (repeatable).", func(v string) error {
+		options.PlainHTTPRegistries = append(options.PlainHTTPRegistries, v)
+		return nil
+	})
+	fs.Func("insecure-skip-tls-verify-registry", "Registry host[:port] whose certificate is not verified (repeatable).", func(v string) error {
+		options.SkipTLSVerifyRegistries = append(options.SkipTLSVerifyRegistries, v)
+		return nil
+	})
+	fs.DurationVar(&options.RegistryTimeout, "registry-timeout", 30*time.Second, "Time each registry request may take.")
+	fs.StringVar(&options.PullSecretClusterRole, "pull-secret-cluster-role", "vigil-pull-secret-reader",
+		"ClusterRole (get secrets and serviceaccounts) that Vigil binds in every namespace it scans.")
+	fs.DurationVar(&options.FindingsRefreshInterval, "findings-refresh-interval", time.Hour,
+		"How often the lastDetected time of a running workload is renewed; between renewals a steady cluster causes no writes.")
 	fs.BoolVar(&options.EnableHTTP2, "enable-http2", false,
 		"Serve HTTP/2 on the webhook and metrics servers; off by default against HTTP/2 stream attacks.")
 	fs.DurationVar(&options.GracefulShutdownTimeout, "graceful-shutdown-timeout", 30*time.Second,
@@ -98,6 +164,15 @@ func parse(args []string) (*Options, error) {
 	}
 	if options.WebhookPort <= 0 || options.WebhookPort > 65535 {
 		return nil, fmt.Errorf("--webhook-port %d is not a port number", options.WebhookPort)
+	}
+	if options.ScanExecutor != "in-process" && options.ScanExecutor != "job" {
+		return nil, fmt.Errorf(`--scan-executor %q: use "in-process" or "job"`, options.ScanExecutor)
+	}
+	if options.ScanConcurrency <= 0 || options.ScanMaxAttempts <= 0 {
+		return nil, errors.New("--scan-concurrency and --scan-max-attempts must be positive")
+	}
+	if options.DatabaseUpdateInterval <= 0 || options.FindingsRefreshInterval <= 0 {
+		return nil, errors.New("--db-update-interval and --findings-refresh-interval must be positive")
 	}
 	if options.WebhookConcurrency <= 0 {
 		return nil, fmt.Errorf("--webhook-concurrency %d must be positive", options.WebhookConcurrency)

@@ -99,6 +99,11 @@ type ImageScanStatus struct {
 	// +kubebuilder:validation:Minimum=0
 	Attempts int32 `json:"attempts,omitempty"`
 
+	// LastAttemptTime is when the last attempt at resolving or scanning started or failed; retries
+	// wait a backoff from it.
+	// +optional
+	LastAttemptTime *metav1.Time `json:"lastAttemptTime,omitempty"`
+
 	// SBOM summarises the image's software bill of materials.
 	// +optional
 	SBOM *SBOMSummary `json:"sbom,omitempty"`

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -55,4 +56,28 @@ const (
 func ReferenceScanName(image string) string {
 	sum := sha256.Sum256([]byte(image))
 	return "ref-" + hex.EncodeToString(sum[:])
+}
+
+// AddReference adds reference to the spec, one entry per image and namespace: an entry of the
+// same image and namespace takes the new service account and pull secrets. It keeps at most
+// MaxImageReferences entries and tells whether the spec changed.
+func (s *ImageScanSpec) AddReference(reference ImageReference) bool {
+	if len(reference.ImagePullSecrets) > 16 {
+		reference.ImagePullSecrets = reference.ImagePullSecrets[:16]
+	}
+	for i, existing := range s.References {
+		if existing.Image != reference.Image || existing.Namespace != reference.Namespace {
+			continue
+		}
+		if existing.ServiceAccountName == reference.ServiceAccountName && slices.Equal(existing.ImagePullSecrets, reference.ImagePullSecrets) {
+			return false
+		}
+		s.References[i] = reference
+		return true
+	}
+	if len(s.References) >= MaxImageReferences {
+		return false
+	}
+	s.References = append(s.References, reference)
+	return true
 }

@@ -197,6 +197,10 @@ func (in *ImageScanStatus) DeepCopyInto(out *ImageScanStatus) {
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}
 	}
+	if in.LastAttemptTime != nil {
+		in, out := &in.LastAttemptTime, &out.LastAttemptTime
+		*out = (*in).DeepCopy()
+	}
 	if in.SBOM != nil {
 		in, out := &in.SBOM, &out.SBOM
 		*out = new(SBOMSummary)

@@ -1,0 +1,325 @@
+package findings
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
+	"github.com/vigil-dev/vigil/pkg/match"
+)
+
+// Workload is the top-level owner of a pod.
+type Workload struct {
+	Namespace, Kind, Name string
+}
+
+// RunningContainer is a container that runs now, with its image digest and its workload.
+type RunningContainer struct {
+	Digest    string
+	Workload  Workload
+	Container string
+}
+
+// image is what is known of one image digest: a reference that names it and its findings.
+type image struct {
+	reference string
+	findings  []match.Finding
+}
+
+// Index joins the containers that run now with the findings of their images. The scan
+// reconciler publishes findings with SetImage; the pod watch publishes running containers with
+// SetPod and RemovePod. Every change returns the names of the Vulnerabilities it affects.
+// It is safe for concurrent use.
+type Index struct {
+	mu            sync.RWMutex
+	pods          map[types.NamespacedName][]RunningContainer
+	podsByDigest  map[string]map[types.NamespacedName]struct{}
+	images        map[string]image
+	digestsByName map[string]map[string]struct{}
+}
+
+// NewIndex returns an empty Index.
+func NewIndex() *Index {
+	return &Index{
+		pods:          map[types.NamespacedName][]RunningContainer{},
+		podsByDigest:  map[string]map[types.NamespacedName]struct{}{},
+		images:        map[string]image{},
+		digestsByName: map[string]map[string]struct{}{},
+	}
+}
+
+// SetPod records the running containers of a pod (none removes it).
+func (x *Index) SetPod(pod types.NamespacedName, containers []RunningContainer) []string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	affected := x.namesOfPodLocked(pod)
+	for _, c := range x.pods[pod] {
+		if users := x.podsByDigest[c.Digest]; users != nil {
+			delete(users, pod)
+			if len(users) == 0 {
+				delete(x.podsByDigest, c.Digest)
+			}
+		}
+	}
+	if len(containers) == 0 {
+		delete(x.pods, pod)
+		return affected
+	}
+	x.pods[pod] = containers
+	for _, c := range containers {
+		if x.podsByDigest[c.Digest] == nil {
+			x.podsByDigest[c.Digest] = map[types.NamespacedName]struct{}{}
+		}
+		x.podsByDigest[c.Digest][pod] = struct{}{}
+	}
+	return mergeNames(affected, x.namesOfPodLocked(pod))
+}
+
+// RemovePod forgets a pod.
+func (x *Index) RemovePod(pod types.NamespacedName) []string {
+	return x.SetPod(pod, nil)
+}
+
+// SetImage records the findings of an image digest, and a reference that names it.
+func (x *Index) SetImage(digest, reference string, findings []match.Finding) []string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	affected := x.namesOfDigestLocked(digest)
+	for _, name := range affected {
+		delete(x.digestsByName[name], digest)
+		if len(x.digestsByName[name]) == 0 {
+			delete(x.digestsByName, name)
+		}
+	}
+	x.images[digest] = image{reference: reference, findings: findings}
+	for _, f := range findings {
+		name := vigilv1alpha1.VulnerabilityName(f.ID)
+		if x.digestsByName[name] == nil {
+			x.digestsByName[name] = map[string]struct{}{}
+		}
+		x.digestsByName[name][digest] = struct{}{}
+	}
+	return mergeNames(affected, x.namesOfDigestLocked(digest))
+}
+
+// HasImage tells whether findings of digest were published.
+func (x *Index) HasImage(digest string) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	_, ok := x.images[digest]
+	return ok
+}
+
+// Names lists every Vulnerability name that some running container has.
+func (x *Index) Names() []string {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	var names []string
+	for name, digests := range x.digestsByName {
+		for digest := range digests {
+			if len(x.podsByDigest[digest]) > 0 {
+				names = append(names, name)
+				break
+			}
+		}
+	}
+	return names
+}
+
+func (x *Index) namesOfPodLocked(pod types.NamespacedName) []string {
+	var names []string
+	for _, c := range x.pods[pod] {
+		names = mergeNames(names, x.namesOfDigestLocked(c.Digest))
+	}
+	return names
+}
+
+func (x *Index) namesOfDigestLocked(digest string) []string {
+	var names []string
+	for _, f := range x.images[digest].findings {
+		names = mergeNames(names, []string{vigilv1alpha1.VulnerabilityName(f.ID)})
+	}
+	return names
+}
+
+func mergeNames(a, b []string) []string {
+	for _, name := range b {
+		if !slices.Contains(a, name) {
+			a = append(a, name)
+		}
+	}
+	return a
+}
+
+// Desired is the status the Vulnerability name should have now, or nil when no running
+// container has it. Workloads are detected at now.
+func (x *Index) Desired(name string, now metav1.Time) *vigilv1alpha1.VulnerabilityStatus {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	var digests []string
+	for digest := range x.digestsByName[name] {
+		if len(x.podsByDigest[digest]) > 0 {
+			digests = append(digests, digest)
+		}
+	}
+	if len(digests) == 0 {
+		return nil
+	}
+	slices.Sort(digests)
+
+	status := &vigilv1alpha1.VulnerabilityStatus{}
+	var findings []match.Finding
+	for _, digest := range digests {
+		img := x.images[digest]
+		for _, f := range img.findings {
+			if vigilv1alpha1.VulnerabilityName(f.ID) == name {
+				findings = append(findings, f)
+			}
+		}
+		status.ImageCount++
+		if len(status.Images) < vigilv1alpha1.MaxVulnerabilityImages {
+			status.Images = append(status.Images, vigilv1alpha1.AffectedImage{Image: truncate(img.reference, 512), Digest: digest})
+		}
+	}
+	status.Details = details(findings)
+
+	workloads := map[vigilv1alpha1.AffectedWorkload]struct{}{}
+	for _, digest := range digests {
+		for pod := range x.podsByDigest[digest] {
+			for _, c := range x.pods[pod] {
+				if c.Digest != digest {
+					continue
+				}
+				workloads[vigilv1alpha1.AffectedWorkload{
+					Namespace: c.Workload.Namespace, Kind: c.Workload.Kind, Name: c.Workload.Name,
+					Container: c.Container, Digest: digest, LastDetected: now,
+				}] = struct{}{}
+			}
+		}
+	}
+	sorted := make([]vigilv1alpha1.AffectedWorkload, 0, len(workloads))
+	for w := range workloads {
+		sorted = append(sorted, w)
+	}
+	slices.SortFunc(sorted, compareWorkloads)
+	status.WorkloadCount = int32(len(sorted))
+	if len(sorted) > vigilv1alpha1.MaxVulnerabilityWorkloads {
+		sorted = sorted[:vigilv1alpha1.MaxVulnerabilityWorkloads]
+	}
+	status.Workloads = sorted
+	return status
+}
+
+func compareWorkloads(a, b vigilv1alpha1.AffectedWorkload) int {
+	return cmp.Or(
+		cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Name, b.Name),
+		cmp.Compare(a.Container, b.Container), cmp.Compare(a.Digest, b.Digest),
+	)
+}
+
+// details describes the vulnerability from its findings (the same ID in one or more packages
+// and images).
+func details(findings []match.Finding) vigilv1alpha1.VulnerabilityDetails {
+	first := findings[0]
+	d := vigilv1alpha1.VulnerabilityDetails{
+		ID:             truncate(first.ID, 128),
+		Severity:       first.Severity,
+		SeverityRank:   first.Severity.Rank(),
+		KnownExploited: first.KnownExploited,
+		EPSS:           first.EPSS,
+		Description:    truncate(first.Description, 2048),
+	}
+	for _, alias := range first.Aliases {
+		if len(d.Aliases) < 32 {
+			d.Aliases = append(d.Aliases, truncate(alias, 128))
+		}
+	}
+	for _, link := range first.Links {
+		if len(d.Links) < 16 {
+			d.Links = append(d.Links, truncate(link, 1024))
+		}
+	}
+	for _, c := range first.CVSS {
+		if len(d.CVSS) < 8 {
+			d.CVSS = append(d.CVSS, vigilv1alpha1.CVSS{
+				Source: truncate(c.Source, 128), Version: truncate(c.Version, 16), Vector: truncate(c.Vector, 256), BaseScore: c.BaseScore,
+			})
+		}
+	}
+	if score, ok := first.Score(); ok {
+		d.Score = &score
+	}
+	seen := map[string]bool{}
+	for _, f := range findings {
+		key := f.Package.Type + "\x00" + f.Package.Name + "\x00" + f.Package.Version
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		if len(d.Packages) >= vigilv1alpha1.MaxVulnerabilityPackages {
+			continue
+		}
+		pkg := vigilv1alpha1.VulnerablePackage{
+			Name: truncate(f.Package.Name, 256), Type: truncate(f.Package.Type, 64), Installed: truncate(f.Package.Version, 128),
+			FixState: f.FixState, PURL: truncate(f.Package.PURL, 1024),
+		}
+		if len(f.Package.Locations) > 0 {
+			pkg.Location = truncate(f.Package.Locations[0], 1024)
+		}
+		for _, v := range f.FixedIn {
+			if len(pkg.FixedIn) < 8 {
+				pkg.FixedIn = append(pkg.FixedIn, truncate(v, 128))
+			}
+		}
+		d.Packages = append(d.Packages, pkg)
+	}
+	slices.SortStableFunc(d.Packages, func(a, b vigilv1alpha1.VulnerablePackage) int {
+		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Installed, b.Installed), cmp.Compare(a.Type, b.Type))
+	})
+	if len(d.Packages) > 0 {
+		d.PackageSummary = truncate(d.Packages[0].Name+" "+d.Packages[0].Installed, 280)
+		if more := len(seen) - 1; more > 0 {
+			d.PackageSummary += fmt.Sprintf(" (+%d)", more)
+		}
+		if len(d.Packages[0].FixedIn) > 0 {
+			d.FixedInSummary = d.Packages[0].FixedIn[0]
+		}
+	}
+	return d
+}
+
+// truncate shortens s to at most n bytes, on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && (s[cut]&0xC0) == 0x80 {
+		cut--
+	}
+	return s[:cut]
+}
+
+// refreshLastDetected keeps each workload's earlier LastDetected unless it is older than
+// refresh, so that a steady state writes nothing.
+func refreshLastDetected(desired *vigilv1alpha1.VulnerabilityStatus, current []vigilv1alpha1.AffectedWorkload, now time.Time, refresh time.Duration) {
+	previous := map[vigilv1alpha1.AffectedWorkload]metav1.Time{}
+	for _, w := range current {
+		key := w
+		key.LastDetected = metav1.Time{}
+		previous[key] = w.LastDetected
+	}
+	for i, w := range desired.Workloads {
+		key := w
+		key.LastDetected = metav1.Time{}
+		if last, ok := previous[key]; ok && now.Sub(last.Time) < refresh {
+			desired.Workloads[i].LastDetected = last
+		}
+	}
+}
