@@ -7,18 +7,22 @@ import (
 	"strings"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
@@ -41,6 +45,7 @@ const (
 	ReasonRetryScheduled       = "RetryScheduled"
 	ReasonScanFailed           = "ScanFailed"
 	ReasonTooLarge             = "TooLarge"
+	ReasonOOMKilled            = "OOMKilled"
 	ReasonMatched              = "Matched"
 	ReasonMatchFailed          = "MatchFailed"
 )
@@ -84,14 +89,24 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=vigil.dev,resources=imagescans,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=vigil.dev,resources=imagescans/status,verbs=get;update;patch
 
-// SetupWithManager registers the reconciler.
-func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+// SetupWithManager registers the reconciler; with watchJobs it also watches the scan Jobs of the
+// job executor, through the metadata-only cache of Jobs that workload resolution uses too.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, watchJobs bool) error {
 	r.wake = make(chan event.TypedGenericEvent[*vigilv1alpha1.ImageScan], 1024)
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("imagescans").
 		For(&vigilv1alpha1.ImageScan{}).
-		WatchesRawSource(source.Channel(r.wake, &handler.TypedEnqueueRequestForObject[*vigilv1alpha1.ImageScan]{})).
-		Complete(r)
+		WatchesRawSource(source.Channel(r.wake, &handler.TypedEnqueueRequestForObject[*vigilv1alpha1.ImageScan]{}))
+	if watchJobs {
+		b = b.Watches(&batchv1.Job{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, job client.Object) []reconcile.Request {
+			digest := job.GetAnnotations()[executor.DigestAnnotation]
+			if digest == "" {
+				return nil
+			}
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: vigilv1alpha1.ImageScanName(digest)}}}
+		}), builder.OnlyMetadata)
+	}
+	return b.Complete(r)
 }
 
 // Wake asks the reconciler to look at the ImageScan of digest again; the executor calls it when
@@ -279,9 +294,13 @@ func (r *Reconciler) scanFailed(ctx context.Context, scan *vigilv1alpha1.ImageSc
 	now := metav1.NewTime(time.Now())
 	status.LastAttemptTime = &now
 	var tooLarge *sbom.TooLargeError
+	var oomKilled *executor.OOMKilledError
 	switch {
 	case errors.As(err, &tooLarge):
 		status.Phase = vigilv1alpha1.ImageScanTooLarge
+	case errors.As(err, &oomKilled):
+		status.Phase = vigilv1alpha1.ImageScanTooLarge
+		reason = ReasonOOMKilled
 	case status.Attempts >= r.MaxAttempts || reason == ReasonAuthenticationFailed:
 		status.Phase = vigilv1alpha1.ImageScanFailed
 	default:

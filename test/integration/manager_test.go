@@ -51,11 +51,8 @@ func startManager(t *testing.T, extraArgs ...string) *managerProcess {
 	certDir := t.TempDir()
 	caPEM, err := testenv.WriteServingCertificate(certDir, "127.0.0.1")
 	g.Expect(err).NotTo(HaveOccurred())
-	ports := make([]int, 3)
-	for i := range ports {
-		ports[i], err = testenv.FreePort()
-		g.Expect(err).NotTo(HaveOccurred())
-	}
+	ports, err := testenv.FreePorts(3)
+	g.Expect(err).NotTo(HaveOccurred())
 
 	args := append([]string{
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[0]),

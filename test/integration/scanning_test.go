@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -38,6 +39,7 @@ import (
 // world is what the scanning stories share: a registry with the fixture images and a server
 // of the fixture vulnerability database in grype's distribution format.
 type world struct {
+	fixtures   map[string]func() (v1.Image, error)
 	registry   *registry.Registry
 	private    *registry.Registry
 	dbServer   *httptest.Server
@@ -69,19 +71,11 @@ func theWorld(t *testing.T) *world {
 
 func buildWorld() (*world, error) {
 	w := &world{
+		fixtures: map[string]func() (v1.Image, error){
+			"shop/api": images.JavaLog4j, "base/debian": images.DebianOpenSSL, "web/node": images.NodeMinimist, "tools/clean": images.Clean,
+		},
 		registry: registry.Start(registry.Options{}),
 		private:  registry.Start(registry.Options{Username: privateUser, Password: privatePassword}),
-	}
-	for repository, recipe := range map[string]func() (v1.Image, error){
-		"shop/api": images.JavaLog4j, "base/debian": images.DebianOpenSSL, "web/node": images.NodeMinimist, "tools/clean": images.Clean,
-	} {
-		img, err := recipe()
-		if err != nil {
-			return nil, err
-		}
-		if _, err := w.registry.Push(img, repository, "1.4"); err != nil {
-			return nil, err
-		}
 	}
 	img, err := images.PythonPyYAML()
 	if err != nil {
@@ -122,12 +116,34 @@ func (w *world) publish(sources ...string) error {
 	return err
 }
 
-// imageID is the imageID a container runtime reports for repository:1.4.
-func (w *world) imageID(t *testing.T, repository string) (image, imageID, digest string) {
+// imageID pushes the image of a fixture repository again under a repository of the story's own,
+// with one more layer that makes its digest the story's own too (ImageScans and findings are
+// cluster-wide, and stories share the control plane), and returns its reference, the imageID a
+// container runtime reports for it, and its digest.
+func (w *world) imageID(t *testing.T, fixture string) (image, imageID, digest string) {
 	t.Helper()
+	base, err := w.fixtures[fixture]()
+	if err != nil {
+		t.Fatal(err)
+	}
+	story := strings.ToLower(rand.String(8))
+	unique, err := images.Append(base, images.Layer{"/etc/vigil-story": []byte(story)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	repository := fixture + "-" + story
+	if _, err := w.registry.Push(unique, repository, "1.4"); err != nil {
+		t.Fatal(err)
+	}
 	image = w.registry.Host + "/" + repository + ":1.4"
 	digest = w.registry.Digest(t, repository, "1.4")
 	return image, w.registry.Host + "/" + repository + "@" + digest, digest
+}
+
+// repositoryOf is the repository of an image reference of the world's registry.
+func (w *world) repositoryOf(image string) string {
+	repository, _, _ := strings.Cut(strings.TrimPrefix(image, w.registry.Host+"/"), ":")
+	return repository
 }
 
 // startScanningManager runs a manager that scans in process and updates its database from the
@@ -189,7 +205,7 @@ func TestAVulnerableDeploymentIsScannedOnceAndReportedWhileItRuns(t *testing.T) 
 	g.Expect(scan.Status.SBOM.Packages).To(Equal(int32(1)))
 	g.Expect(scan.Status.SeverityCounts.Critical).To(Equal(int32(1)))
 	g.Expect(meta.IsStatusConditionTrue(scan.Status.Conditions, vigilv1alpha1.ConditionScanned)).To(BeTrue())
-	pullsAfterScan := w.registry.Pulls("shop/api")
+	pullsAfterScan := w.registry.Pulls(w.repositoryOf(image))
 
 	// The vulnerability is reported with the Deployment as its workload.
 	g.Eventually(func() ([]string, error) {
@@ -217,7 +233,7 @@ func TestAVulnerableDeploymentIsScannedOnceAndReportedWhileItRuns(t *testing.T) 
 		s, _ := scanOf(ctx, digest)
 		return v.ResourceVersion + "/" + s.ResourceVersion, err
 	}, 3*time.Second, 500*time.Millisecond).Should(Equal(before + "/" + scanBefore))
-	g.Expect(w.registry.Pulls("shop/api")).To(Equal(pullsAfterScan))
+	g.Expect(w.registry.Pulls(w.repositoryOf(image))).To(Equal(pullsAfterScan))
 
 	// Scaled to zero: the finding is gone.
 	g.Expect(testenv.StopPods(ctx, env.Client, pods...)).To(Succeed())
@@ -381,11 +397,11 @@ func TestTheManagerKilledMidScanFinishesTheScanAfterARestart(t *testing.T) {
 	}, 60*time.Second, 250*time.Millisecond).Should(Equal(vigilv1alpha1.ImageScanScanned), func() string { return restarted.logs() })
 
 	// Restarted again with its store intact, the manager scans nothing again.
-	pulls := w.registry.Pulls("tools/clean")
+	pulls := w.registry.Pulls(w.repositoryOf(image))
 	g.Expect(restarted.cmd.Process.Signal(syscall.SIGTERM)).To(Succeed())
 	g.Eventually(restarted.exited, 40*time.Second).Should(BeClosed())
 	again := startScanningManager(t, w, "--sbom-dir="+sbomDir, "--db-dir="+dbDir)
-	g.Consistently(func() int { return w.registry.Pulls("tools/clean") }, 3*time.Second, 500*time.Millisecond).Should(Equal(pulls))
+	g.Consistently(func() int { return w.registry.Pulls(w.repositoryOf(image)) }, 3*time.Second, 500*time.Millisecond).Should(Equal(pulls))
 	scan, err := scanOf(ctx, digest)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(scan.Status.Phase).To(Equal(vigilv1alpha1.ImageScanScanned), again.logs())
@@ -410,7 +426,7 @@ func TestANewDatabaseIsMatchedWithoutPullingImages(t *testing.T) {
 	}, 60*time.Second, 250*time.Millisecond).Should(Succeed(), func() string { return manager.logs() })
 	_, err = vulnerabilityOf(ctx, "CVE-2023-4911")
 	g.Expect(apierrors.IsNotFound(err)).To(BeTrue())
-	pulls := w.registry.Pulls("base/debian")
+	pulls := w.registry.Pulls(w.repositoryOf(image))
 	scan, err := scanOf(ctx, digest)
 	g.Expect(err).NotTo(HaveOccurred())
 	firstBuilt := scan.Status.Database.Built
@@ -425,7 +441,7 @@ func TestANewDatabaseIsMatchedWithoutPullingImages(t *testing.T) {
 		return workloadNames(vulnerability), err
 	}, 60*time.Second, 250*time.Millisecond).Should(ConsistOf(shop + "/Deployment/db/c0"))
 	g.Expect(scanOf(ctx, digest)).To(HaveField("Status.Database.Built", Not(Equal(firstBuilt))))
-	g.Expect(w.registry.Pulls("base/debian")).To(Equal(pulls), "no image was pulled again")
+	g.Expect(w.registry.Pulls(w.repositoryOf(image))).To(Equal(pulls), "no image was pulled again")
 
 	// The advisory is withdrawn again: the finding disappears.
 	time.Sleep(1100 * time.Millisecond)
@@ -434,7 +450,7 @@ func TestANewDatabaseIsMatchedWithoutPullingImages(t *testing.T) {
 		_, err := vulnerabilityOf(ctx, "CVE-2023-4911")
 		return apierrors.IsNotFound(err)
 	}, 60*time.Second, 250*time.Millisecond).Should(BeTrue())
-	g.Expect(w.registry.Pulls("base/debian")).To(Equal(pulls))
+	g.Expect(w.registry.Pulls(w.repositoryOf(image))).To(Equal(pulls))
 }
 
 func TestNamespacesGetTheirScanningRBAC(t *testing.T) {

@@ -54,6 +54,11 @@ func newNamespace(t *testing.T, labels map[string]string) string {
 	t.Helper()
 	namespace := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "story-", Labels: labels}}
 	NewWithT(t).Expect(env.Client.Create(t.Context(), namespace)).To(Succeed())
+	// This control plane runs no namespace controller: a story's pods are removed at its end, so
+	// that they do not run on into the next story.
+	t.Cleanup(func() {
+		_ = env.Client.DeleteAllOf(context.Background(), &corev1.Pod{}, client.InNamespace(namespace.Name), client.GracePeriodSeconds(0))
+	})
 	return namespace.Name
 }
 

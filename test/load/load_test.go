@@ -60,11 +60,9 @@ func BenchmarkWebhookLoad(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ports := make([]int, 3)
-	for i := range ports {
-		if ports[i], err = testenv.FreePort(); err != nil {
-			b.Fatal(err)
-		}
+	ports, err := testenv.FreePorts(3)
+	if err != nil {
+		b.Fatal(err)
 	}
 	manager := exec.Command(binary,
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[0]), "--metrics-secure=false",

@@ -14,6 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -277,9 +278,30 @@ func setupReconcilers(mgr manager.Manager, options *Options, recorder *webhook.R
 		SBOMs: sboms, Database: database, Findings: index, Changed: vulnerabilities.Changed, Registry: registry,
 		MaxAttempts: int32(options.ScanMaxAttempts), RetryBackoff: options.ScanRetryBackoff, MaxRetryBackoff: 30 * time.Minute,
 	}
-	scans.Executor = executor.NewInProcess(sboms, registry, options.ScanConcurrency, options.ScanTimeout, scans.Wake)
+	if options.ScanExecutor == "job" {
+		jobs := executor.NewJobs(mgr.GetClient(), mgr.GetAPIReader(), executor.JobOptions{
+			Namespace: options.Namespace, Image: options.ScannerImage, ServiceAccountName: options.ScannerServiceAccount,
+			NodeSelector: options.ScannerNodeSelector, ReportURL: options.ScanReportURL, CASecretName: options.ScannerCASecret,
+			Scan: registry, Timeout: options.ScanTimeout,
+			Resources: corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{
+					corev1.ResourceCPU: resource.MustParse(options.ScannerRequestsCPU), corev1.ResourceMemory: resource.MustParse(options.ScannerRequestsMemory),
+				},
+				Limits: corev1.ResourceList{
+					corev1.ResourceCPU: resource.MustParse(options.ScannerLimitsCPU), corev1.ResourceMemory: resource.MustParse(options.ScannerLimitsMemory),
+				},
+			},
+		})
+		scans.Executor = jobs
+		mgr.GetWebhookServer().Register(executor.ReportPath, &executor.ReportHandler{
+			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Jobs: jobs, SBOMs: sboms, Notify: scans.Wake,
+			MaxBytes: max(options.MaxSBOMSize, 512<<20) + 1<<20,
+		})
+	} else {
+		scans.Executor = executor.NewInProcess(sboms, registry, options.ScanConcurrency, options.ScanTimeout, scans.Wake)
+	}
 	vulnerabilities.Ready = findingsReady(mgr.GetClient(), index)
-	if err := scans.SetupWithManager(mgr); err != nil {
+	if err := scans.SetupWithManager(mgr, options.ScanExecutor == "job"); err != nil {
 		return nil, fmt.Errorf("setting up the scan reconciler: %w", err)
 	}
 	if err := vulnerabilities.SetupWithManager(mgr); err != nil {

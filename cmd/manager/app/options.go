@@ -5,7 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 )
@@ -69,6 +72,11 @@ type Options struct {
 	PullSecretClusterRole string
 	// FindingsRefreshInterval is how often a running workload's lastDetected is renewed.
 	FindingsRefreshInterval time.Duration
+	// Scanner* configure the scan Jobs of the job executor.
+	ScannerImage, ScannerServiceAccount, ScannerCASecret, ScanReportURL string
+	ScannerNodeSelector                                                 map[string]string
+	ScannerRequestsCPU, ScannerRequestsMemory                           string
+	ScannerLimitsCPU, ScannerLimitsMemory                               string
 	// EnableHTTP2 serves HTTP/2 on the webhook and metrics servers.
 	EnableHTTP2 bool
 	// GracefulShutdownTimeout bounds how long the manager waits for its parts to stop.
@@ -136,6 +144,27 @@ func newFlagSet(options *Options) *flag.FlagSet {
 		"ClusterRole (get secrets and serviceaccounts) that Vigil binds in every namespace it scans.")
 	fs.DurationVar(&options.FindingsRefreshInterval, "findings-refresh-interval", time.Hour,
 		"How often the lastDetected time of a running workload is renewed; between renewals a steady cluster causes no writes.")
+	fs.StringVar(&options.ScannerImage, "scanner-image", "ghcr.io/vigil-dev/vigil:latest", "Image of the scan Jobs (job executor); its entrypoint is the vigil command.")
+	fs.StringVar(&options.ScannerServiceAccount, "scanner-service-account", "vigil-scanner",
+		"Service account of the scan Jobs; it needs no permission, its token only authenticates the Jobs' reports.")
+	fs.StringVar(&options.ScannerCASecret, "scanner-ca-secret", "vigil-webhook-tls",
+		"Secret in Vigil's namespace whose ca.crt the scan Jobs trust for --scan-report-url.")
+	fs.StringVar(&options.ScanReportURL, "scan-report-url", "https://vigil-webhook.vigil-system.svc:443/v1/scan-reports",
+		"URL at which the scan Jobs reach the manager's report endpoint (the webhook server).")
+	options.ScannerNodeSelector = map[string]string{}
+	fs.Func("scanner-node-selector", "Node selector label of the scan Jobs' pods, key=value (repeatable).", func(v string) error {
+		key, value, ok := strings.Cut(v, "=")
+		if !ok || key == "" {
+			return fmt.Errorf("%q is not key=value", v)
+		}
+		options.ScannerNodeSelector[key] = value
+		return nil
+	})
+	fs.StringVar(&options.ScannerRequestsCPU, "scanner-requests-cpu", "100m", "CPU request of a scan Job.")
+	fs.StringVar(&options.ScannerRequestsMemory, "scanner-requests-memory", "512Mi", "Memory request of a scan Job.")
+	fs.StringVar(&options.ScannerLimitsCPU, "scanner-limits-cpu", "1", "CPU limit of a scan Job.")
+	fs.StringVar(&options.ScannerLimitsMemory, "scanner-limits-memory", "1Gi",
+		"Memory limit of a scan Job; a Job killed for exceeding it leaves its image TooLarge.")
 	fs.BoolVar(&options.EnableHTTP2, "enable-http2", false,
 		"Serve HTTP/2 on the webhook and metrics servers; off by default against HTTP/2 stream attacks.")
 	fs.DurationVar(&options.GracefulShutdownTimeout, "graceful-shutdown-timeout", 30*time.Second,
@@ -173,6 +202,14 @@ func parse(args []string) (*Options, error) {
 	}
 	if options.DatabaseUpdateInterval <= 0 || options.FindingsRefreshInterval <= 0 {
 		return nil, errors.New("--db-update-interval and --findings-refresh-interval must be positive")
+	}
+	for flag, value := range map[string]string{
+		"--scanner-requests-cpu": options.ScannerRequestsCPU, "--scanner-requests-memory": options.ScannerRequestsMemory,
+		"--scanner-limits-cpu": options.ScannerLimitsCPU, "--scanner-limits-memory": options.ScannerLimitsMemory,
+	} {
+		if _, err := resource.ParseQuantity(value); err != nil {
+			return nil, fmt.Errorf("%s %q is not a quantity", flag, value)
+		}
 	}
 	if options.WebhookConcurrency <= 0 {
 		return nil, fmt.Errorf("--webhook-concurrency %d must be positive", options.WebhookConcurrency)

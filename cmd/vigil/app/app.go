@@ -36,7 +36,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newScanCommand(stdout, stderr))
+	root.AddCommand(newScanCommand(stdout, stderr), newScanJobCommand(stderr))
 	err := root.Execute()
 	var failOn *errFailOn
 	switch {
