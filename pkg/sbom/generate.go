@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -146,10 +147,11 @@ func Generate(ctx context.Context, source Source, options Options) (*Result, err
 	}
 	defer src.Close()
 
-	licenseContext, err := licenseScannerContext()
+	licenseContext, release, err := acquireLicenseScanner()
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	document, err := syft.CreateSBOM(withValuesOf(ctx, licenseContext), src, createSBOMConfig())
 	if err != nil {
 		return nil, fmt.Errorf("cataloging %s: %w", source, err)
@@ -161,23 +163,58 @@ func Generate(ctx context.Context, source Source, options Options) (*Result, err
 	return &Result{SBOM: document, ImageSize: imageSize, JSON: encoded}, nil
 }
 
-var (
-	licenseScannerOnce sync.Once
-	licenseScannerCtx  context.Context //nolint:containedctx // syft hands its license scanner over only in a context
-	licenseScannerErr  error
-)
+// licenseScannerIdle is how long syft's license scanner is kept after the last scan ends.
+const licenseScannerIdle = 15 * time.Second
 
-// licenseScannerContext is a context that carries syft's license scanner, built once per process:
-// building it costs about 300 MB of allocations and half a second, which every scan would pay
-// again otherwise. The scanner is read-only once built, and syft shares it between catalogers.
-func licenseScannerContext() (context.Context, error) {
-	licenseScannerOnce.Do(func() {
-		licenseScannerCtx, licenseScannerErr = syft.SetContextLicenseScanner(context.Background(), createSBOMConfig().Licenses)
-		if licenseScannerErr != nil {
-			licenseScannerErr = fmt.Errorf("building syft's license scanner: %w", licenseScannerErr)
+// licenseScanner holds a context that carries syft's license scanner, shared by the scans that
+// run at once and by those that follow within licenseScannerIdle: building it costs about 300 MB
+// of allocations and half a second, which every scan would pay again otherwise, and keeping it
+// costs about 200 MB, which an idle manager should not hold.
+var licenseScanner struct {
+	mu    sync.Mutex
+	ctx   context.Context //nolint:containedctx // syft hands its license scanner over only in a context
+	users int
+	idle  *time.Timer
+}
+
+// acquireLicenseScanner returns the context that carries the license scanner and the function
+// that releases it.
+func acquireLicenseScanner() (context.Context, func(), error) {
+	licenseScanner.mu.Lock()
+	defer licenseScanner.mu.Unlock()
+	if licenseScanner.idle != nil {
+		licenseScanner.idle.Stop()
+		licenseScanner.idle = nil
+	}
+	if licenseScanner.ctx == nil {
+		ctx, err := syft.SetContextLicenseScanner(context.Background(), createSBOMConfig().Licenses)
+		if err != nil {
+			return nil, nil, fmt.Errorf("building syft's license scanner: %w", err)
 		}
+		licenseScanner.ctx = ctx
+	}
+	licenseScanner.users++
+	var once sync.Once
+	return licenseScanner.ctx, func() { once.Do(releaseLicenseScanner) }, nil
+}
+
+func releaseLicenseScanner() {
+	licenseScanner.mu.Lock()
+	defer licenseScanner.mu.Unlock()
+	licenseScanner.users--
+	if licenseScanner.users > 0 {
+		return
+	}
+	licenseScanner.idle = time.AfterFunc(licenseScannerIdle, func() {
+		licenseScanner.mu.Lock()
+		if licenseScanner.users > 0 || licenseScanner.ctx == nil {
+			licenseScanner.mu.Unlock()
+			return
+		}
+		licenseScanner.ctx = nil
+		licenseScanner.mu.Unlock()
+		debug.FreeOSMemory() // return the scanner's memory to the system now, not in minutes
 	})
-	return licenseScannerCtx, licenseScannerErr
 }
 
 // valuesContext is ctx, whose deadline and cancellation it keeps, with the values of another

@@ -105,6 +105,9 @@ func (x *Index) SetImage(digest, reference string, findings []match.Finding) []s
 		}
 		x.digestsByName[name][digest] = struct{}{}
 	}
+	if len(x.podsByDigest[digest]) == 0 {
+		return nil // nothing runs the image: no Vulnerability changes
+	}
 	return mergeNames(affected, x.namesOfDigestLocked(digest))
 }
 
