@@ -162,3 +162,19 @@ func InstallCRDs(e *Environment, dir string) error {
 	}
 	return nil
 }
+
+// CertManagerCRDDir is the folder of cert-manager's CRDs in the cert-manager module that go.mod
+// requires.
+func CertManagerCRDDir() (string, error) {
+	root, err := ModuleRoot()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/cert-manager/cert-manager")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("finding the cert-manager module: %w", err)
+	}
+	return filepath.Join(string(bytes.TrimSpace(out)), "deploy", "crds"), nil
+}
