@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -219,14 +220,20 @@ func findingOf(match models.Match) Finding {
 	for _, related := range match.RelatedVulnerabilities {
 		finding.Aliases = appendUnique(finding.Aliases, related.ID)
 		metadata = append(metadata, related)
-		if finding.Description == "" {
-			finding.Description = related.Description
-		}
 	}
 	for _, m := range metadata {
+		// The fullest description wins: an advisory's summary is often one line, NVD's a paragraph.
+		if len(m.Description) > len(finding.Description) {
+			finding.Description = m.Description
+		}
 		for _, cvss := range m.Cvss {
 			if cvss.Metrics.BaseScore == 0 && cvss.Vector == "" {
 				continue
+			}
+			if slices.ContainsFunc(finding.CVSS, func(c vigilv1alpha1.CVSS) bool {
+				return c.Vector == cvss.Vector && c.Version == cvss.Version && c.BaseScore == cvss.Metrics.BaseScore
+			}) {
+				continue // the same rating from another source of the same vulnerability
 			}
 			finding.CVSS = append(finding.CVSS, vigilv1alpha1.CVSS{
 				Source: cvss.Source, Version: cvss.Version, Vector: cvss.Vector, BaseScore: cvss.Metrics.BaseScore,

@@ -73,6 +73,12 @@ func AssetsDir() (string, error) {
 
 // Start starts etcd and kube-apiserver, installs Vigil's CRDs and waits until they are served.
 func Start() (*Environment, error) {
+	return StartIn("")
+}
+
+// StartIn is Start with etcd's data and kube-apiserver's certificates in dir (else in temporary
+// folders of their own).
+func StartIn(dir string) (*Environment, error) {
 	root, err := ModuleRoot()
 	if err != nil {
 		return nil, err
@@ -97,6 +103,15 @@ func Start() (*Environment, error) {
 		Scheme:                   scheme,
 		ControlPlaneStartTimeout: 60 * time.Second,
 		ControlPlaneStopTimeout:  30 * time.Second,
+	}
+	if dir != "" {
+		env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(dir, "etcd")}
+		env.ControlPlane.APIServer = &envtest.APIServer{CertDir: filepath.Join(dir, "apiserver")}
+		for _, sub := range []string{"etcd", "apiserver"} {
+			if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+				return nil, fmt.Errorf("creating the control plane's folders: %w", err)
+			}
+		}
 	}
 	config, err := env.Start()
 	if err != nil {
