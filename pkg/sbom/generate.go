@@ -58,6 +58,23 @@ type RegistryAccess struct {
 	SkipTLSVerify bool
 }
 
+// RegistryAccessOf is the access map of the registries reached over plain HTTP and of those whose
+// certificate is not verified.
+func RegistryAccessOf(plainHTTP, skipTLSVerify []string) map[string]RegistryAccess {
+	registries := map[string]RegistryAccess{}
+	for _, host := range plainHTTP {
+		access := registries[host]
+		access.PlainHTTP = true
+		registries[host] = access
+	}
+	for _, host := range skipTLSVerify {
+		access := registries[host]
+		access.SkipTLSVerify = true
+		registries[host] = access
+	}
+	return registries
+}
+
 // Result is a generated SBOM.
 type Result struct {
 	// SBOM is syft's document.

@@ -145,3 +145,20 @@ func TestCredentialsFromSecret(t *testing.T) {
 		})
 	}
 }
+
+func TestRegistryAccessOf(t *testing.T) {
+	got := RegistryAccessOf([]string{"mirror.local:5000", "both.local"}, []string{"self-signed.local", "both.local"})
+	want := map[string]RegistryAccess{
+		"mirror.local:5000": {PlainHTTP: true},
+		"self-signed.local": {SkipTLSVerify: true},
+		"both.local":        {PlainHTTP: true, SkipTLSVerify: true},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("RegistryAccessOf = %v", got)
+	}
+	for host, access := range want {
+		if got[host] != access {
+			t.Errorf("%s: %+v, want %+v", host, got[host], access)
+		}
+	}
+}

@@ -82,10 +82,7 @@ func TestScansRunAsKubernetesJobsThatReportBack(t *testing.T) {
 	g.Expect(secret.OwnerReferences).To(ConsistOf(HaveField("UID", job.UID)))
 
 	// The Job's command runs, reports the SBOM, and the manager matches it.
-	g.Eventually(func() (vigilv1alpha1.ImageScanPhase, error) {
-		scan, err := scanOf(ctx, digest)
-		return scan.Status.Phase, err
-	}, 90*time.Second, 250*time.Millisecond).Should(Equal(vigilv1alpha1.ImageScanScanned),
+	g.Eventually(phaseOf(ctx, digest), 90*time.Second, 250*time.Millisecond).Should(Equal(vigilv1alpha1.ImageScanScanned),
 		func() string { return fmt.Sprintf("%s\njobs: %v", manager.logs(), runner.Logs) })
 	g.Eventually(func() ([]string, error) {
 		vulnerability, err := vulnerabilityOf(ctx, "CVE-2021-44228")

@@ -183,10 +183,12 @@ func TestManagerServesProbesAndProtectedMetricsAndStopsOnSIGTERM(t *testing.T) {
 		return *lease.Spec.HolderIdentity, err
 	}, 30*time.Second, 250*time.Millisecond).ShouldNot(BeEmpty())
 
-	// Metrics are served only to clients that Kubernetes authenticates and authorizes.
-	code, _, err = httpStatus(manager.metricsURL, "")
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(code).To(Equal(http.StatusUnauthorized))
+	// Metrics are served only to clients that Kubernetes authenticates and authorizes. (The
+	// metrics server starts beside the webhook server; readiness does not wait for it.)
+	g.Eventually(func() (int, error) {
+		code, _, err := httpStatus(manager.metricsURL, "")
+		return code, err
+	}, 30*time.Second, 100*time.Millisecond).Should(Equal(http.StatusUnauthorized))
 
 	code, _, err = httpStatus(manager.metricsURL, serviceAccountToken(t, "default", "not-a-scraper"))
 	g.Expect(err).NotTo(HaveOccurred())

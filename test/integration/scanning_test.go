@@ -165,6 +165,14 @@ func scanOf(ctx context.Context, digest string) (*vigilv1alpha1.ImageScan, error
 	return scan, err
 }
 
+// phaseOf polls the phase of the ImageScan of digest.
+func phaseOf(ctx context.Context, digest string) func() (vigilv1alpha1.ImageScanPhase, error) {
+	return func() (vigilv1alpha1.ImageScanPhase, error) {
+		scan, err := scanOf(ctx, digest)
+		return scan.Status.Phase, err
+	}
+}
+
 func vulnerabilityOf(ctx context.Context, id string) (*vigilv1alpha1.Vulnerability, error) {
 	vulnerability := &vigilv1alpha1.Vulnerability{}
 	err := env.Client.Get(ctx, client.ObjectKey{Name: vigilv1alpha1.VulnerabilityName(id)}, vulnerability)
@@ -195,10 +203,7 @@ func TestAVulnerableDeploymentIsScannedOnceAndReportedWhileItRuns(t *testing.T) 
 	g.Expect(err).NotTo(HaveOccurred())
 
 	// One scan of the digest, however many pods and references use it.
-	g.Eventually(func() (vigilv1alpha1.ImageScanPhase, error) {
-		scan, err := scanOf(ctx, digest)
-		return scan.Status.Phase, err
-	}, 60*time.Second, 250*time.Millisecond).Should(Equal(vigilv1alpha1.ImageScanScanned), func() string { return manager.logs() })
+	g.Eventually(phaseOf(ctx, digest), 60*time.Second, 250*time.Millisecond).Should(Equal(vigilv1alpha1.ImageScanScanned), func() string { return manager.logs() })
 	scan, err := scanOf(ctx, digest)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(scan.Status.Attempts).To(Equal(int32(1)))
@@ -301,10 +306,7 @@ func TestACronJobIsScannedBeforeAnyJobRuns(t *testing.T) {
 	}
 	g.Expect(env.Client.Create(ctx, cronJob)).To(Succeed())
 
-	g.Eventually(func() (vigilv1alpha1.ImageScanPhase, error) {
-		scan, err := scanOf(ctx, digest)
-		return scan.Status.Phase, err
-	}, 60*time.Second, 250*time.Millisecond).Should(Equal(vigilv1alpha1.ImageScanScanned), func() string { return manager.logs() })
+	g.Eventually(phaseOf(ctx, digest), 60*time.Second, 250*time.Millisecond).Should(Equal(vigilv1alpha1.ImageScanScanned), func() string { return manager.logs() })
 	scan, err := scanOf(ctx, digest)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(scan.Spec.References).To(ContainElement(HaveField("Namespace", reports)))
@@ -341,10 +343,7 @@ func TestAPrivateImageIsScannedWithItsPullSecretAndFailsWithoutOne(t *testing.T)
 	g.Expect(env.Client.Create(ctx, api)).To(Succeed())
 
 	digest := w.private.Digest(t, "private/py", "1.0")
-	g.Eventually(func() (vigilv1alpha1.ImageScanPhase, error) {
-		scan, err := scanOf(ctx, digest)
-		return scan.Status.Phase, err
-	}, 60*time.Second, 250*time.Millisecond).Should(Equal(vigilv1alpha1.ImageScanScanned), func() string { return manager.logs() })
+	g.Eventually(phaseOf(ctx, digest), 60*time.Second, 250*time.Millisecond).Should(Equal(vigilv1alpha1.ImageScanScanned), func() string { return manager.logs() })
 
 	// The same image in a namespace without credentials: its reference fails to resolve.
 	otherImage := w.private.Host + "/private/py:1.0-nocreds"
@@ -381,20 +380,14 @@ func TestTheManagerKilledMidScanFinishesTheScanAfterARestart(t *testing.T) {
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}},
 	}
 	g.Expect(testenv.RunPod(ctx, env.Client, pod, map[string]string{image: imageID})).To(Succeed())
-	g.Eventually(func() (vigilv1alpha1.ImageScanPhase, error) {
-		scan, err := scanOf(ctx, digest)
-		return scan.Status.Phase, err
-	}, 30*time.Second, 100*time.Millisecond).Should(Equal(vigilv1alpha1.ImageScanScanning))
+	g.Eventually(phaseOf(ctx, digest), 30*time.Second, 100*time.Millisecond).Should(Equal(vigilv1alpha1.ImageScanScanning))
 
 	g.Expect(manager.cmd.Process.Signal(syscall.SIGKILL)).To(Succeed())
 	g.Eventually(manager.exited, 10*time.Second).Should(BeClosed())
 	w.registry.SetBlobDelay(0)
 
 	restarted := startScanningManager(t, w, "--sbom-dir="+sbomDir, "--db-dir="+dbDir)
-	g.Eventually(func() (vigilv1alpha1.ImageScanPhase, error) {
-		scan, err := scanOf(ctx, digest)
-		return scan.Status.Phase, err
-	}, 60*time.Second, 250*time.Millisecond).Should(Equal(vigilv1alpha1.ImageScanScanned), func() string { return restarted.logs() })
+	g.Eventually(phaseOf(ctx, digest), 60*time.Second, 250*time.Millisecond).Should(Equal(vigilv1alpha1.ImageScanScanned), func() string { return restarted.logs() })
 
 	// Restarted again with its store intact, the manager scans nothing again.
 	pulls := w.registry.Pulls(w.repositoryOf(image))

@@ -261,17 +261,9 @@ func setupReconcilers(mgr manager.Manager, options *Options, recorder *webhook.R
 		Client: mgr.GetClient(), Index: index, IgnoreNamespace: options.Namespace,
 		RefreshInterval: options.FindingsRefreshInterval,
 	}
-	registry := sbom.Options{Platform: options.Platform, Timeout: options.RegistryTimeout,
-		MaxImageSize: options.MaxImageSize, MaxSBOMSize: options.MaxSBOMSize, Registries: map[string]sbom.RegistryAccess{}}
-	for _, host := range options.PlainHTTPRegistries {
-		access := registry.Registries[host]
-		access.PlainHTTP = true
-		registry.Registries[host] = access
-	}
-	for _, host := range options.SkipTLSVerifyRegistries {
-		access := registry.Registries[host]
-		access.SkipTLSVerify = true
-		registry.Registries[host] = access
+	registry := sbom.Options{
+		Platform: options.Platform, Timeout: options.RegistryTimeout, MaxImageSize: options.MaxImageSize, MaxSBOMSize: options.MaxSBOMSize,
+		Registries: sbom.RegistryAccessOf(options.PlainHTTPRegistries, options.SkipTLSVerifyRegistries),
 	}
 	scans := &imagescan.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Events: mgr.GetEventRecorder("vigil"),

@@ -132,17 +132,7 @@ func (o *scanOptions) validate() (sbom.Options, *vigilv1alpha1.Severity, error) 
 		}
 		*value = quantity.Value()
 	}
-	scanOptions.Registries = map[string]sbom.RegistryAccess{}
-	for _, host := range o.plainHTTP {
-		access := scanOptions.Registries[host]
-		access.PlainHTTP = true
-		scanOptions.Registries[host] = access
-	}
-	for _, host := range o.skipTLSVerify {
-		access := scanOptions.Registries[host]
-		access.SkipTLSVerify = true
-		scanOptions.Registries[host] = access
-	}
+	scanOptions.Registries = sbom.RegistryAccessOf(o.plainHTTP, o.skipTLSVerify)
 	if o.registryConfig != "" {
 		content, err := os.ReadFile(o.registryConfig)
 		if err != nil {

@@ -69,17 +69,7 @@ func newScanJobCommand(stderr io.Writer) *cobra.Command {
 func runScanJob(ctx context.Context, o *scanJobOptions, stderr io.Writer) error {
 	options := sbom.Options{
 		Platform: o.platform, MaxImageSize: o.maxImageSize, MaxSBOMSize: o.maxSBOMSize, Timeout: o.timeout,
-		Registries: map[string]sbom.RegistryAccess{},
-	}
-	for _, host := range o.plainHTTP {
-		access := options.Registries[host]
-		access.PlainHTTP = true
-		options.Registries[host] = access
-	}
-	for _, host := range o.skipTLSVerify {
-		access := options.Registries[host]
-		access.SkipTLSVerify = true
-		options.Registries[host] = access
+		Registries: sbom.RegistryAccessOf(o.plainHTTP, o.skipTLSVerify),
 	}
 	if o.registryConfig != "" {
 		content, err := os.ReadFile(o.registryConfig)
