@@ -69,9 +69,13 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}).
 		Watches(&corev1.Namespace{}, handler.TypedFuncs[client.Object, reconcile.Request]{
 			UpdateFunc: func(ctx context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-				if optedOut(e.ObjectOld) != optedOut(e.ObjectNew) {
+				deleting := func(o client.Object) bool { return o.GetDeletionTimestamp() != nil }
+				if optedOut(e.ObjectOld) != optedOut(e.ObjectNew) || deleting(e.ObjectOld) != deleting(e.ObjectNew) {
 					r.namespaceChanged(ctx, e.ObjectNew.GetName(), q)
 				}
+			},
+			DeleteFunc: func(ctx context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				r.namespaceChanged(ctx, e.Object.GetName(), q)
 			},
 		}).
 		WatchesRawSource(source.Channel(r.changed, &handler.TypedEnqueueRequestForObject[*vigilv1alpha1.Vulnerability]{})).
