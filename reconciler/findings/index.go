@@ -187,7 +187,7 @@ func (x *Index) Desired(name string, now metav1.Time) *vigilv1alpha1.Vulnerabili
 		}
 		status.ImageCount++
 		if len(status.Images) < vigilv1alpha1.MaxVulnerabilityImages {
-			status.Images = append(status.Images, vigilv1alpha1.AffectedImage{Image: truncate(img.reference, 512), Digest: digest})
+			status.Images = append(status.Images, vigilv1alpha1.AffectedImage{Image: vigilv1alpha1.Truncate(img.reference, 512), Digest: digest})
 		}
 	}
 	status.Details = details(findings)
@@ -231,27 +231,27 @@ func compareWorkloads(a, b vigilv1alpha1.AffectedWorkload) int {
 func details(findings []match.Finding) vigilv1alpha1.VulnerabilityDetails {
 	first := findings[0]
 	d := vigilv1alpha1.VulnerabilityDetails{
-		ID:             truncate(first.ID, 128),
+		ID:             vigilv1alpha1.Truncate(first.ID, 128),
 		Severity:       first.Severity,
 		SeverityRank:   first.Severity.Rank(),
 		KnownExploited: first.KnownExploited,
 		EPSS:           first.EPSS,
-		Description:    truncate(first.Description, 2048),
+		Description:    vigilv1alpha1.Truncate(first.Description, 2048),
 	}
 	for _, alias := range first.Aliases {
 		if len(d.Aliases) < 32 {
-			d.Aliases = append(d.Aliases, truncate(alias, 128))
+			d.Aliases = append(d.Aliases, vigilv1alpha1.Truncate(alias, 128))
 		}
 	}
 	for _, link := range first.Links {
 		if len(d.Links) < 16 {
-			d.Links = append(d.Links, truncate(link, 1024))
+			d.Links = append(d.Links, vigilv1alpha1.Truncate(link, 1024))
 		}
 	}
 	for _, c := range first.CVSS {
 		if len(d.CVSS) < 8 {
 			d.CVSS = append(d.CVSS, vigilv1alpha1.CVSS{
-				Source: truncate(c.Source, 128), Version: truncate(c.Version, 16), Vector: truncate(c.Vector, 256), BaseScore: c.BaseScore,
+				Source: vigilv1alpha1.Truncate(c.Source, 128), Version: vigilv1alpha1.Truncate(c.Version, 16), Vector: vigilv1alpha1.Truncate(c.Vector, 256), BaseScore: c.BaseScore,
 			})
 		}
 	}
@@ -269,15 +269,15 @@ func details(findings []match.Finding) vigilv1alpha1.VulnerabilityDetails {
 			continue
 		}
 		pkg := vigilv1alpha1.VulnerablePackage{
-			Name: truncate(f.Package.Name, 256), Type: truncate(f.Package.Type, 64), Installed: truncate(f.Package.Version, 128),
-			FixState: f.FixState, PURL: truncate(f.Package.PURL, 1024),
+			Name: vigilv1alpha1.Truncate(f.Package.Name, 256), Type: vigilv1alpha1.Truncate(f.Package.Type, 64), Installed: vigilv1alpha1.Truncate(f.Package.Version, 128),
+			FixState: f.FixState, PURL: vigilv1alpha1.Truncate(f.Package.PURL, 1024),
 		}
 		if len(f.Package.Locations) > 0 {
-			pkg.Location = truncate(f.Package.Locations[0], 1024)
+			pkg.Location = vigilv1alpha1.Truncate(f.Package.Locations[0], 1024)
 		}
 		for _, v := range f.FixedIn {
 			if len(pkg.FixedIn) < 8 {
-				pkg.FixedIn = append(pkg.FixedIn, truncate(v, 128))
+				pkg.FixedIn = append(pkg.FixedIn, vigilv1alpha1.Truncate(v, 128))
 			}
 		}
 		d.Packages = append(d.Packages, pkg)
@@ -286,7 +286,7 @@ func details(findings []match.Finding) vigilv1alpha1.VulnerabilityDetails {
 		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Installed, b.Installed), cmp.Compare(a.Type, b.Type))
 	})
 	if len(d.Packages) > 0 {
-		d.PackageSummary = truncate(d.Packages[0].Name+" "+d.Packages[0].Installed, 280)
+		d.PackageSummary = vigilv1alpha1.Truncate(d.Packages[0].Name+" "+d.Packages[0].Installed, 280)
 		if more := len(seen) - 1; more > 0 {
 			d.PackageSummary += fmt.Sprintf(" (+%d)", more)
 		}
@@ -295,18 +295,6 @@ func details(findings []match.Finding) vigilv1alpha1.VulnerabilityDetails {
 		}
 	}
 	return d
-}
-
-// truncate shortens s to at most n bytes, on a rune boundary.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && (s[cut]&0xC0) == 0x80 {
-		cut--
-	}
-	return s[:cut]
 }
 
 // refreshLastDetected keeps each workload's earlier LastDetected unless it is older than

@@ -125,8 +125,8 @@ func TestTruncate(t *testing.T) {
 		{"héllo", 2, "h"}, // never cuts a rune in two
 	}
 	for _, tc := range tests {
-		if got := truncate(tc.in, tc.n); got != tc.want {
-			t.Errorf("truncate(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		if got := vigilv1alpha1.Truncate(tc.in, tc.n); got != tc.want {
+			t.Errorf("Truncate(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
 		}
 	}
 }

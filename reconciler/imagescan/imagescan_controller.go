@@ -362,7 +362,7 @@ func (r *Reconciler) match(ctx context.Context, scan *vigilv1alpha1.ImageScan) (
 
 	status := scan.Status.DeepCopy()
 	status.Phase = vigilv1alpha1.ImageScanScanned
-	status.SBOM = &vigilv1alpha1.SBOMSummary{Distro: result.Distro, Packages: int32(result.Packages)}
+	status.SBOM = &vigilv1alpha1.SBOMSummary{Distro: vigilv1alpha1.Truncate(result.Distro, 128), Packages: int32(result.Packages)}
 	if scan.Status.SBOM != nil {
 		status.SBOM.ImageSize = scan.Status.SBOM.ImageSize
 	}
@@ -385,7 +385,8 @@ func (r *Reconciler) match(ctx context.Context, scan *vigilv1alpha1.ImageScan) (
 				fixedIn = f.FixedIn[0]
 			}
 			status.Vulnerabilities = append(status.Vulnerabilities, vigilv1alpha1.ImageVulnerability{
-				ID: f.ID, Severity: f.Severity, Package: f.Package.Name, Installed: f.Package.Version, FixedIn: fixedIn,
+				ID: vigilv1alpha1.Truncate(f.ID, 128), Severity: f.Severity, Package: vigilv1alpha1.Truncate(f.Package.Name, 256),
+				Installed: vigilv1alpha1.Truncate(f.Package.Version, 128), FixedIn: vigilv1alpha1.Truncate(fixedIn, 128),
 			})
 		}
 	}

@@ -81,3 +81,15 @@ func (s *ImageScanSpec) AddReference(reference ImageReference) bool {
 	s.References = append(s.References, reference)
 	return true
 }
+
+// Truncate shortens s to at most n bytes, on a rune boundary, to fit a field's maximum length.
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && (s[cut]&0xC0) == 0x80 {
+		cut--
+	}
+	return s[:cut]
+}
