@@ -36,11 +36,15 @@ test-unit: ## Run the unit tests only (no API server)
 	go test $(GO_TEST_FLAGS) -short ./...
 
 .PHONY: tools
-tools: controlplane grype ## Build the tools the tests run (cached after the first time)
+tools: controlplane grype helm ## Build the tools the tests run (cached after the first time)
 
 .PHONY: controlplane
 controlplane: ## Build etcd, kube-apiserver and kubectl into bin/ (once; about 8 minutes cold)
 	hack/build-controlplane.sh
+
+.PHONY: helm
+helm: ## Build helm into bin/helm, for the chart tests
+	hack/build-helm.sh
 
 .PHONY: grype
 grype: ## Build the grype CLI of go.mod's grype version into bin/grype, for the parity test
