@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -42,18 +44,16 @@ type managerProcess struct {
 	exited      chan struct{}
 }
 
-// startManager runs vigil-manager with a fresh webhook certificate and free loopback ports.
+// startManager runs vigil-manager as the test admin with a fresh webhook certificate and free
+// loopback ports; extraArgs come last and win.
 func startManager(t *testing.T, extraArgs ...string) *managerProcess {
 	t.Helper()
 	g := NewWithT(t)
-	binary, err := testenv.BuildBinary("./cmd/manager")
-	g.Expect(err).NotTo(HaveOccurred())
 	certDir := t.TempDir()
 	caPEM, err := testenv.WriteServingCertificate(certDir, "127.0.0.1")
 	g.Expect(err).NotTo(HaveOccurred())
 	ports, err := testenv.FreePorts(3)
 	g.Expect(err).NotTo(HaveOccurred())
-
 	args := append([]string{
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[0]),
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[1]),
@@ -64,21 +64,36 @@ func startManager(t *testing.T, extraArgs ...string) *managerProcess {
 		"--db-dir=" + filepath.Join(t.TempDir(), "db"),
 		"--db-listing-url=http://127.0.0.1:1/latest.json",
 	}, extraArgs...)
+	process := startManagerProcess(t, env.KubeconfigPath, args)
+	process.certDir, process.caPEM = certDir, caPEM
+	return process
+}
+
+// startManagerProcess runs vigil-manager with args and kubeconfig; the probe, metrics and webhook
+// addresses are read from args.
+func startManagerProcess(t *testing.T, kubeconfig string, args []string) *managerProcess {
+	t.Helper()
+	g := NewWithT(t)
+	binary, err := testenv.BuildBinary("./cmd/manager")
+	g.Expect(err).NotTo(HaveOccurred())
+	process := &managerProcess{exited: make(chan struct{})}
+	for _, arg := range args {
+		if value, ok := strings.CutPrefix(arg, "--metrics-bind-address="); ok {
+			process.metricsURL = "https://" + value + "/metrics"
+		}
+		if value, ok := strings.CutPrefix(arg, "--health-probe-bind-address="); ok {
+			process.probesURL = "http://" + value
+		}
+		if value, ok := strings.CutPrefix(arg, "--webhook-port="); ok {
+			process.webhookPort, _ = strconv.Atoi(value)
+		}
+	}
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+env.KubeconfigPath, "POD_NAMESPACE=vigil-system")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "POD_NAMESPACE=vigil-system")
 	stderr, err := cmd.StderrPipe()
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(cmd.Start()).To(Succeed())
-
-	process := &managerProcess{
-		cmd:         cmd,
-		metricsURL:  fmt.Sprintf("https://127.0.0.1:%d/metrics", ports[0]),
-		probesURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
-		webhookPort: ports[2],
-		certDir:     certDir,
-		caPEM:       caPEM,
-		exited:      make(chan struct{}),
-	}
+	process.cmd = cmd
 	go func() {
 		scanner := bufio.NewScanner(stderr)
 		scanner.Buffer(make([]byte, 1<<20), 1<<20)

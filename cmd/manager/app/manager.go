@@ -2,6 +2,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -177,7 +178,7 @@ func newManager(restConfig *rest.Config, options *Options) (manager.Manager, err
 		HealthProbeBindAddress:        options.HealthProbeBindAddress,
 		LeaderElection:                options.LeaderElect,
 		LeaderElectionID:              LeaderElectionID,
-		LeaderElectionNamespace:       options.LeaderElectionNamespace,
+		LeaderElectionNamespace:       cmp.Or(options.LeaderElectionNamespace, options.Namespace),
 		LeaderElectionReleaseOnCancel: true,
 		GracefulShutdownTimeout:       &options.GracefulShutdownTimeout,
 		Cache: cache.Options{

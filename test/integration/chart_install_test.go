@@ -1,0 +1,144 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	namespacesetup "github.com/vigil-dev/vigil/reconciler/namespace"
+	"github.com/vigil-dev/vigil/test/testenv"
+)
+
+// TestTheChartInstallsAndItsManagerRunsWithItsOwnRBAC installs the chart with helm into the test
+// API server (with cert-manager's CRDs, as on a cluster with cert-manager), then runs the manager
+// as a local process with the Deployment's own arguments and the chart's service account, so that
+// the chart's RBAC is what the manager runs with.
+func TestTheChartInstallsAndItsManagerRunsWithItsOwnRBAC(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	root, err := testenv.ModuleRoot()
+	g.Expect(err).NotTo(HaveOccurred())
+	helm := filepath.Join(root, "bin", "helm")
+	if _, err := os.Stat(helm); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("bin/helm is missing (make tools builds it): %v", err)
+		}
+		t.Skip("bin/helm is not built; run 'make tools'")
+	}
+	crds, err := testenv.CertManagerCRDDir()
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(testenv.InstallCRDs(env, crds)).To(Succeed())
+	ensure(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "vigil-install"}})
+
+	// The README's install command.
+	install := exec.Command(helm, "install", "vigil", "charts/vigil", "--namespace", "vigil-install",
+		"--set", "vulnerabilityScanning.enabled=true", "--kubeconfig", env.KubeconfigPath)
+	install.Dir = root
+	install.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
+	out, err := install.CombinedOutput()
+	g.Expect(err).NotTo(HaveOccurred(), "helm install: %s", out)
+	t.Cleanup(func() {
+		uninstall := exec.Command(helm, "uninstall", "vigil", "--namespace", "vigil-install", "--kubeconfig", env.KubeconfigPath)
+		uninstall.Env = install.Env
+		_ = uninstall.Run()
+	})
+
+	webhookConfig := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	g.Expect(env.Client.Get(ctx, client.ObjectKey{Name: "vigil"}, webhookConfig)).To(Succeed())
+	g.Expect(webhookConfig.Annotations).To(HaveKeyWithValue("cert-manager.io/inject-ca-from", "vigil-install/vigil-webhook"))
+	g.Expect(*webhookConfig.Webhooks[0].FailurePolicy).To(Equal(admissionregistrationv1.Ignore))
+	deployment := &appsv1.Deployment{}
+	g.Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: "vigil-install", Name: "vigil"}, deployment)).To(Succeed())
+	g.Expect(*deployment.Spec.Replicas).To(Equal(int32(2)))
+	g.Expect(env.Client.Get(ctx, client.ObjectKey{Name: "vigil-pull-secret-reader"}, &rbacv1.ClusterRole{})).To(Succeed())
+	// The manager holds no cluster-wide Secret read.
+	managerRole := &rbacv1.ClusterRole{}
+	g.Expect(env.Client.Get(ctx, client.ObjectKey{Name: "vigil-manager"}, managerRole)).To(Succeed())
+	for _, rule := range managerRole.Rules {
+		for _, resource := range rule.Resources {
+			g.Expect(resource).NotTo(Equal("secrets"), "the manager's ClusterRole grants %v on secrets", rule.Verbs)
+		}
+	}
+
+	// The manager, with the Deployment's arguments (ports and folders moved to this machine) and
+	// the chart's service account.
+	kubeconfig := serviceAccountKubeconfig(t, "vigil-install", "vigil")
+	args := localArgs(t, deployment.Spec.Template.Spec.Containers[0].Args)
+	manager := startManagerProcess(t, kubeconfig, append(args, "--namespace=vigil-install", "--service-account-name=vigil"))
+	manager.waitReady(t)
+
+	// It sets up a new namespace with the chart's ClusterRole: its RBAC lets it bind that role.
+	created := newNamespace(t, nil)
+	g.Eventually(func() error {
+		return env.Client.Get(ctx, client.ObjectKey{Namespace: created, Name: namespacesetup.RoleBindingName}, &rbacv1.RoleBinding{})
+	}, 20*time.Second, 200*time.Millisecond).Should(Succeed(), func() string { return manager.logs() })
+	g.Expect(manager.logs()).NotTo(ContainSubstring("forbidden"), "the chart's RBAC lacks a permission")
+}
+
+// localArgs moves the Deployment's arguments to this machine: loopback ports, local folders.
+func localArgs(t *testing.T, args []string) []string {
+	t.Helper()
+	ports, err := testenv.FreePorts(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	replacements := map[string]string{
+		"--metrics-bind-address=:8443":                      fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[0]),
+		"--health-probe-bind-address=:8081":                 fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[1]),
+		"--webhook-port=9443":                               fmt.Sprintf("--webhook-port=%d", ports[2]),
+		"/var/lib/vigil":                                    dir,
+		"/etc/vigil/webhook-tls":                            filepath.Join(dir, "webhook-tls"),
+		"https://grype.anchore.io/databases/v6/latest.json": "http://127.0.0.1:1/latest.json",
+	}
+	var local []string
+	for _, arg := range args {
+		for from, to := range replacements {
+			arg = strings.ReplaceAll(arg, from, to)
+		}
+		local = append(local, arg)
+	}
+	if _, err := testenv.WriteServingCertificate(filepath.Join(dir, "webhook-tls"), "127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	return append(local, "--webhook-host=127.0.0.1")
+}
+
+// serviceAccountKubeconfig writes a kubeconfig that authenticates as a service account.
+func serviceAccountKubeconfig(t *testing.T, namespace, name string) string {
+	t.Helper()
+	clientset, err := kubernetes.NewForConfig(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := clientset.CoreV1().ServiceAccounts(namespace).CreateToken(t.Context(), name, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := clientcmdapi.NewConfig()
+	config.Clusters["test"] = &clientcmdapi.Cluster{Server: env.Config.Host, CertificateAuthorityData: env.Config.CAData}
+	config.AuthInfos["sa"] = &clientcmdapi.AuthInfo{Token: token.Status.Token}
+	config.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "sa"}
+	config.CurrentContext = "test"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*config, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
