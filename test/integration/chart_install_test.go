@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -9,17 +10,26 @@ import (
 	"testing"
 	"time"
 
+	certmanagerv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	"github.com/cert-manager/cert-manager/pkg/controller/cainjector"
 	. "github.com/onsi/gomega"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	namespacesetup "github.com/vigil-dev/vigil/reconciler/namespace"
 	"github.com/vigil-dev/vigil/test/testenv"
@@ -44,27 +54,26 @@ func TestTheChartInstallsAndItsManagerRunsWithItsOwnRBAC(t *testing.T) {
 	crds, err := testenv.CertManagerCRDDir()
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(testenv.InstallCRDs(env, crds)).To(Succeed())
-	ensure(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "vigil-install"}})
 
 	// The README's install command.
-	install := exec.Command(helm, "install", "vigil", "charts/vigil", "--namespace", "vigil-install",
+	install := exec.Command(helm, "install", "vigil", "charts/vigil", "--namespace", "vigil-system", "--create-namespace",
 		"--set", "vulnerabilityScanning.enabled=true", "--kubeconfig", env.KubeconfigPath)
 	install.Dir = root
 	install.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
 	out, err := install.CombinedOutput()
 	g.Expect(err).NotTo(HaveOccurred(), "helm install: %s", out)
 	t.Cleanup(func() {
-		uninstall := exec.Command(helm, "uninstall", "vigil", "--namespace", "vigil-install", "--kubeconfig", env.KubeconfigPath)
+		uninstall := exec.Command(helm, "uninstall", "vigil", "--namespace", "vigil-system", "--kubeconfig", env.KubeconfigPath)
 		uninstall.Env = install.Env
 		_ = uninstall.Run()
 	})
 
 	webhookConfig := &admissionregistrationv1.ValidatingWebhookConfiguration{}
 	g.Expect(env.Client.Get(ctx, client.ObjectKey{Name: "vigil"}, webhookConfig)).To(Succeed())
-	g.Expect(webhookConfig.Annotations).To(HaveKeyWithValue("cert-manager.io/inject-ca-from", "vigil-install/vigil-webhook"))
+	g.Expect(webhookConfig.Annotations).To(HaveKeyWithValue("cert-manager.io/inject-ca-from", "vigil-system/vigil-webhook"))
 	g.Expect(*webhookConfig.Webhooks[0].FailurePolicy).To(Equal(admissionregistrationv1.Ignore))
 	deployment := &appsv1.Deployment{}
-	g.Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: "vigil-install", Name: "vigil"}, deployment)).To(Succeed())
+	g.Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: "vigil-system", Name: "vigil"}, deployment)).To(Succeed())
 	g.Expect(*deployment.Spec.Replicas).To(Equal(int32(2)))
 	g.Expect(env.Client.Get(ctx, client.ObjectKey{Name: "vigil-pull-secret-reader"}, &rbacv1.ClusterRole{})).To(Succeed())
 	// The manager holds no cluster-wide Secret read.
@@ -76,11 +85,33 @@ func TestTheChartInstallsAndItsManagerRunsWithItsOwnRBAC(t *testing.T) {
 		}
 	}
 
-	// The manager, with the Deployment's arguments (ports and folders moved to this machine) and
-	// the chart's service account.
-	kubeconfig := serviceAccountKubeconfig(t, "vigil-install", "vigil")
-	args := localArgs(t, deployment.Spec.Template.Spec.Containers[0].Args)
-	manager := startManagerProcess(t, kubeconfig, append(args, "--namespace=vigil-install", "--service-account-name=vigil"))
+	// cert-manager's issuance controllers do not run here: the test writes the serving
+	// certificate's Secret as issuance would. cert-manager's real cainjector (its controllers, from
+	// the cert-manager module) then injects the CA into the chart's webhook configuration.
+	certDir := t.TempDir()
+	caPEM, err := testenv.WriteServingCertificate(certDir, "vigil-webhook.vigil-system.svc", "127.0.0.1")
+	g.Expect(err).NotTo(HaveOccurred())
+	secretData := map[string][]byte{"ca.crt": caPEM}
+	for _, name := range []string{"tls.crt", "tls.key"} {
+		secretData[name], err = os.ReadFile(filepath.Join(certDir, name))
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+	g.Expect(env.Client.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "vigil-system", Name: "vigil-webhook-tls",
+			Annotations: map[string]string{"cert-manager.io/certificate-name": "vigil-webhook"}},
+		Type: corev1.SecretTypeTLS, Data: secretData,
+	})).To(Succeed())
+	runCAInjector(t)
+	g.Eventually(func() ([]byte, error) {
+		err := env.Client.Get(ctx, client.ObjectKey{Name: "vigil"}, webhookConfig)
+		return webhookConfig.Webhooks[0].ClientConfig.CABundle, err
+	}, 30*time.Second, 200*time.Millisecond).Should(Equal(caPEM), "cainjector injects the certificate's CA")
+
+	// The manager, with the Deployment's arguments (ports and folders moved to this machine), the
+	// certificate's files, and the chart's service account.
+	kubeconfig := serviceAccountKubeconfig(t, "vigil-system", "vigil")
+	args := localArgs(t, deployment.Spec.Template.Spec.Containers[0].Args, certDir)
+	manager := startManagerProcess(t, kubeconfig, append(args, "--namespace=vigil-system", "--service-account-name=vigil"))
 	manager.waitReady(t)
 
 	// It sets up a new namespace with the chart's ClusterRole: its RBAC lets it bind that role.
@@ -91,8 +122,49 @@ func TestTheChartInstallsAndItsManagerRunsWithItsOwnRBAC(t *testing.T) {
 	g.Expect(manager.logs()).NotTo(ContainSubstring("forbidden"), "the chart's RBAC lacks a permission")
 }
 
-// localArgs moves the Deployment's arguments to this machine: loopback ports, local folders.
-func localArgs(t *testing.T, args []string) []string {
+// runCAInjector runs cert-manager's cainjector controllers for webhook configurations until the
+// test ends.
+func runCAInjector(t *testing.T) {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, certmanagerv1.AddToScheme, apiextensionsv1.AddToScheme, apiregistrationv1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// cainjector names its server-side apply field manager after the client's user agent, as
+	// cert-manager's own command sets it.
+	config := rest.CopyConfig(env.Config)
+	config.UserAgent = "cert-manager-cainjector/v1.21.2"
+	mgr, err := ctrl.NewManager(config, ctrl.Options{
+		Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	err = cainjector.RegisterAllInjectors(ctx, mgr, cainjector.SetupOptions{
+		EnableCertificatesDataSource: true,
+		EnabledReconcilersFor:        map[string]bool{cainjector.ValidatingWebhookConfigurationName: true},
+	})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := mgr.Start(ctx); err != nil {
+			t.Errorf("cainjector: %v", err)
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// localArgs moves the Deployment's arguments to this machine: loopback ports, local folders, the
+// webhook certificate from certDir.
+func localArgs(t *testing.T, args []string, certDir string) []string {
 	t.Helper()
 	ports, err := testenv.FreePorts(3)
 	if err != nil {
@@ -104,7 +176,7 @@ func localArgs(t *testing.T, args []string) []string {
 		"--health-probe-bind-address=:8081":                 fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[1]),
 		"--webhook-port=9443":                               fmt.Sprintf("--webhook-port=%d", ports[2]),
 		"/var/lib/vigil":                                    dir,
-		"/etc/vigil/webhook-tls":                            filepath.Join(dir, "webhook-tls"),
+		"/etc/vigil/webhook-tls":                            certDir,
 		"https://grype.anchore.io/databases/v6/latest.json": "http://127.0.0.1:1/latest.json",
 	}
 	var local []string
@@ -113,9 +185,6 @@ func localArgs(t *testing.T, args []string) []string {
 			arg = strings.ReplaceAll(arg, from, to)
 		}
 		local = append(local, arg)
-	}
-	if _, err := testenv.WriteServingCertificate(filepath.Join(dir, "webhook-tls"), "127.0.0.1"); err != nil {
-		t.Fatal(err)
 	}
 	return append(local, "--webhook-host=127.0.0.1")
 }
