@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,18 +24,10 @@ import (
 // largePackages is the package count of the large benchmark image.
 const largePackages = 5000
 
-var benchmarkImages = []struct {
-	name   string
-	recipe func() (v1.Image, error)
-}{
-	{"java-log4j", images.JavaLog4j},
-	{"debian-openssl", images.DebianOpenSSL},
-	{"alpine-openssl", images.AlpineOpenSSL},
-	{"node-minimist", images.NodeMinimist},
-	{"python-pyyaml", images.PythonPyYAML},
-	{"go-text", images.GoTextBinary},
+// benchmarkImages are the vulnerable fixture images and the large image.
+var benchmarkImages = slices.Concat(vulnerableImages, []fixtureImage{
 	{"large-node-5000", func() (v1.Image, error) { return images.LargeNodeApp(largePackages) }},
-}
+})
 
 func benchmarkSource(b *testing.B, recipe func() (v1.Image, error)) sbom.Source {
 	b.Helper()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -110,22 +111,26 @@ func assertGolden(t *testing.T, name, got string) {
 	}
 }
 
+// fixtureImage is a fixture image recipe with the name of its golden file.
+type fixtureImage struct {
+	name   string
+	recipe func() (v1.Image, error)
+}
+
+// vulnerableImages are the fixture images with known vulnerabilities.
+var vulnerableImages = []fixtureImage{
+	{"java-log4j", images.JavaLog4j},
+	{"debian-openssl", images.DebianOpenSSL},
+	{"alpine-openssl", images.AlpineOpenSSL},
+	{"node-minimist", images.NodeMinimist},
+	{"python-pyyaml", images.PythonPyYAML},
+	{"go-text", images.GoTextBinary},
+}
+
 func TestFixtureImagesFindings(t *testing.T) {
-	tests := []struct {
-		name  string
-		image func() (v1.Image, error)
-	}{
-		{"java-log4j", images.JavaLog4j},
-		{"debian-openssl", images.DebianOpenSSL},
-		{"alpine-openssl", images.AlpineOpenSSL},
-		{"node-minimist", images.NodeMinimist},
-		{"python-pyyaml", images.PythonPyYAML},
-		{"go-text", images.GoTextBinary},
-		{"clean", images.Clean},
-	}
-	for _, tc := range tests {
+	for _, tc := range slices.Concat(vulnerableImages, []fixtureImage{{"clean", images.Clean}}) {
 		t.Run(tc.name, func(t *testing.T) {
-			img, err := tc.image()
+			img, err := tc.recipe()
 			if err != nil {
 				t.Fatal(err)
 			}
