@@ -258,6 +258,7 @@ func details(findings []match.Finding) vigilv1alpha1.VulnerabilityDetails {
 	if score, ok := first.Score(); ok {
 		d.Score = &score
 	}
+	d.Rank = vigilv1alpha1.RankOf(d.Severity, d.Score)
 	seen := map[string]bool{}
 	for _, f := range findings {
 		key := f.Package.Type + "\x00" + f.Package.Name + "\x00" + f.Package.Version

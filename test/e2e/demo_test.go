@@ -56,6 +56,10 @@ func TestDemoShowsTheVulnerabilityViewAndCleansUp(t *testing.T) {
 			t.Errorf("the demo's output lacks %s", pattern)
 		}
 	}
+	// Sorted by severity, then by CVSS score: log4j's 10.0 leads the Critical ones.
+	if !regexp.MustCompile(`(?m)^NAME\s.*\ncve-2021-44228\s`).MatchString(out) {
+		t.Errorf("the view does not list CVE-2021-44228 first")
+	}
 	if strings.Count(out, "\ncve-") != 5 {
 		t.Errorf("the view lists other than 5 vulnerabilities:\n%s", out)
 	}

@@ -221,6 +221,7 @@ func TestAVulnerableDeploymentIsScannedOnceAndReportedWhileItRuns(t *testing.T) 
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(vulnerability.Status.Details.Aliases).To(ContainElement("GHSA-jfh8-c2jp-5v3q"))
 	g.Expect(vulnerability.Status.Details.KnownExploited).To(BeTrue())
+	g.Expect(vulnerability.Status.Details.Rank).To(Equal(int32(1900)), "Critical with a CVSS score of 10.0")
 	g.Expect(vulnerability.Status.Details.Packages).To(ConsistOf(And(
 		HaveField("Name", "log4j-core"), HaveField("Installed", "2.14.1"), HaveField("FixedIn", []string{"2.15.0"}))))
 	g.Expect(vulnerability.Status.Images).To(ConsistOf(vigilv1alpha1.AffectedImage{Image: image, Digest: digest}))

@@ -158,11 +158,11 @@ func run(ctx context.Context, once bool, out io.Writer) error {
 	}
 	d.step("Findings are in")
 
-	view, err := env.Kubectl(ctx, "get", "vulnerabilities", "--sort-by=.status.details.severityRank")
+	view, err := env.Kubectl(ctx, "get", "vulnerabilities", "--sort-by=.status.details.rank")
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\n$ kubectl get vulnerabilities --sort-by=.status.details.severityRank\n%s", view)
+	fmt.Fprintf(out, "\n$ kubectl get vulnerabilities --sort-by=.status.details.rank\n%s", view)
 	mostSevere, err := mostSevereVulnerability(ctx, env.Client)
 	if err != nil {
 		return err

@@ -93,3 +93,13 @@ func Truncate(s string, n int) string {
 	}
 	return s[:cut]
 }
+
+// RankOf is the Rank of a vulnerability of severity with the highest CVSS score score (nil when
+// it has none).
+func RankOf(severity Severity, score *float64) int32 {
+	rank := severity.Rank() * 1000
+	if score == nil {
+		return rank + 999
+	}
+	return rank + 1000 - int32(math.Round(*score*10))
+}

@@ -99,3 +99,23 @@ func TestSeverity(t *testing.T) {
 		t.Errorf("counts = %+v, total %d", counts, counts.Total())
 	}
 }
+
+func TestRankOrdersBySeverityThenScore(t *testing.T) {
+	ordered := []int32{
+		RankOf(SeverityCritical, ptr.To(10.0)),
+		RankOf(SeverityCritical, ptr.To(9.8)),
+		RankOf(SeverityCritical, nil),
+		RankOf(SeverityHigh, ptr.To(8.8)),
+		RankOf(SeverityHigh, ptr.To(0.0)),
+		RankOf(SeverityMedium, ptr.To(6.5)),
+		RankOf(SeverityUnknown, nil),
+	}
+	for i := 1; i < len(ordered); i++ {
+		if ordered[i-1] >= ordered[i] {
+			t.Errorf("rank %d (%d) is not below rank %d (%d)", i-1, ordered[i-1], i, ordered[i])
+		}
+	}
+	if got := RankOf(SeverityCritical, ptr.To(10.0)); got != 1900 {
+		t.Errorf("RankOf(Critical, 10.0) = %d, want 1900", got)
+	}
+}
