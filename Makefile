@@ -10,7 +10,7 @@ export KUBEBUILDER_ASSETS
 
 CONTROLLER_GEN := go tool controller-gen
 GO_TEST_FLAGS ?= -count=1
-FUZZ_TIME ?= 15s
+FUZZ_TIME ?= 50000x
 DEMO_FLAGS ?=
 
 .PHONY: help
@@ -27,7 +27,7 @@ test: tools verify-gen vet ## Run every test: unit, scan engine, integration on 
 	$(MAKE) --no-print-directory fuzz
 
 .PHONY: fuzz
-fuzz: ## Fuzz the admission request decoding and image extraction for FUZZ_TIME each
+fuzz: ## Fuzz the admission request decoding and image extraction, FUZZ_TIME (executions, or a duration) each
 	go test -run '^$$' -fuzz '^FuzzObserve$$' -fuzztime $(FUZZ_TIME) ./webhook/
 	go test -run '^$$' -fuzz '^FuzzExtractImages$$' -fuzztime $(FUZZ_TIME) ./webhook/
 
