@@ -295,17 +295,7 @@ func TestACronJobIsScannedBeforeAnyJobRuns(t *testing.T) {
 	reports := newNamespace(t, nil)
 
 	image, _, digest := w.imageID(t, "base/debian")
-	cronJob := &batchv1.CronJob{
-		ObjectMeta: metav1.ObjectMeta{Namespace: reports, Name: "nightly"},
-		Spec: batchv1.CronJobSpec{
-			Schedule: "0 3 * * *",
-			JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
-				RestartPolicy: corev1.RestartPolicyOnFailure,
-				Containers:    []corev1.Container{{Name: "run", Image: image}},
-			}}}},
-		},
-	}
-	g.Expect(env.Client.Create(ctx, cronJob)).To(Succeed())
+	g.Expect(env.Client.Create(ctx, cronJob(reports, "nightly", image))).To(Succeed())
 
 	g.Eventually(phaseOf(ctx, digest), 60*time.Second, 250*time.Millisecond).Should(Equal(vigilv1alpha1.ImageScanScanned), func() string { return manager.logs() })
 	scan, err := scanOf(ctx, digest)

@@ -5,8 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,30 +19,17 @@ import (
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
 	"github.com/vigil-dev/vigil/test/testenv"
-	"github.com/vigil-dev/vigil/webhook"
 )
 
 // installWebhook installs the generated webhook configuration, pointed at 127.0.0.1:port and
-// trusting caPEM, and returns it.
+// trusting caPEM, for the test's duration.
 func installWebhook(t *testing.T, port int, caPEM []byte) *admissionregistrationv1.ValidatingWebhookConfiguration {
 	t.Helper()
-	g := NewWithT(t)
-	root, err := testenv.ModuleRoot()
-	g.Expect(err).NotTo(HaveOccurred())
-	manifest, err := os.ReadFile(filepath.Join(root, "charts", "vigil", "files", "webhook", "manifests.yaml"))
-	g.Expect(err).NotTo(HaveOccurred())
-	config := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-	g.Expect(yaml.UnmarshalStrict([]byte(strings.TrimPrefix(string(manifest), "---\n")), config)).To(Succeed())
-	config.Name = "vigil-test-" + rand.String(5)
-	url := fmt.Sprintf("https://127.0.0.1:%d%s", port, webhook.Path)
-	for i := range config.Webhooks {
-		config.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caPEM}
-	}
-	g.Expect(env.Client.Create(t.Context(), config)).To(Succeed())
+	config, err := env.InstallWebhook(t.Context(), "vigil-test-"+rand.String(5), port, caPEM)
+	NewWithT(t).Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), config) })
 	return config
 }
@@ -93,6 +78,20 @@ func deployment(namespace, name string, images ...string) *appsv1.Deployment {
 	}
 }
 
+// cronJob is a nightly CronJob of one container running image.
+func cronJob(namespace, name, image string) *batchv1.CronJob {
+	return &batchv1.CronJob{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Spec: batchv1.CronJobSpec{
+			Schedule: "0 3 * * *",
+			JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+				RestartPolicy: corev1.RestartPolicyOnFailure,
+				Containers:    []corev1.Container{{Name: "run", Image: image}},
+			}}}},
+		},
+	}
+}
+
 func TestAdmittedWorkloadImagesAreRecordedBeforeAnyPodExists(t *testing.T) {
 	g := NewWithT(t)
 	ctx := t.Context()
@@ -132,17 +131,7 @@ func TestAdmittedWorkloadImagesAreRecordedBeforeAnyPodExists(t *testing.T) {
 
 	// A CronJob's image is recorded before any Job runs.
 	cronImage := "registry.example/jobs/report:" + tag
-	cronJob := &batchv1.CronJob{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "report"},
-		Spec: batchv1.CronJobSpec{
-			Schedule: "0 3 * * *",
-			JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
-				RestartPolicy: corev1.RestartPolicyOnFailure,
-				Containers:    []corev1.Container{{Name: "run", Image: cronImage}},
-			}}}},
-		},
-	}
-	g.Expect(env.Client.Create(ctx, cronJob)).To(Succeed())
+	g.Expect(env.Client.Create(ctx, cronJob(namespace, "report", cronImage))).To(Succeed())
 	g.Eventually(func() error {
 		_, err := referenceScan(ctx, cronImage)
 		return err

@@ -4,7 +4,6 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -21,21 +20,18 @@ import (
 
 	v6distribution "github.com/anchore/grype/grype/db/v6/distribution"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"sigs.k8s.io/yaml"
 
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
 	"github.com/vigil-dev/vigil/test/fixtures/fixturedb"
 	"github.com/vigil-dev/vigil/test/fixtures/images"
 	"github.com/vigil-dev/vigil/test/fixtures/registry"
 	"github.com/vigil-dev/vigil/test/testenv"
-	"github.com/vigil-dev/vigil/webhook"
 )
 
 // expected are the vulnerabilities the sample workloads run; the demo waits for them.
@@ -143,7 +139,7 @@ func run(ctx context.Context, once bool, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := installWebhook(ctx, env, root, webhookPort, caPEM); err != nil {
+	if _, err := env.InstallWebhook(ctx, "vigil", webhookPort, caPEM); err != nil {
 		return err
 	}
 
@@ -252,24 +248,6 @@ func (d *demo) startManager(ctx context.Context, env *testenv.Environment, listi
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// installWebhook registers the generated webhook configuration at the local manager.
-func installWebhook(ctx context.Context, env *testenv.Environment, root string, port int, caPEM []byte) error {
-	manifest, err := os.ReadFile(filepath.Join(root, "charts", "vigil", "files", "webhook", "manifests.yaml"))
-	if err != nil {
-		return err
-	}
-	config := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-	if err := yaml.Unmarshal(bytes.TrimPrefix(manifest, []byte("---\n")), config); err != nil {
-		return err
-	}
-	config.Name = "vigil"
-	url := fmt.Sprintf("https://127.0.0.1:%d%s", port, webhook.Path)
-	for i := range config.Webhooks {
-		config.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caPEM}
-	}
-	return env.Client.Create(ctx, config)
 }
 
 // createWorkloads creates the sample namespaces and workloads and runs their pods.
