@@ -37,7 +37,7 @@ type Executor interface {
 	// Submit starts the scan of req.Digest unless one is running, without waiting for it.
 	Submit(ctx context.Context, req Request) error
 	// Running tells whether a scan of digest is running or waiting to run.
-	Running(digest string) bool
+	Running(ctx context.Context, digest string) bool
 	// TakeOutcome returns the outcome of the last finished scan of digest and forgets it.
-	TakeOutcome(digest string) (Outcome, bool)
+	TakeOutcome(ctx context.Context, digest string) (Outcome, bool)
 }

@@ -99,14 +99,14 @@ func (e *InProcess) scan(ctx context.Context, req Request) error {
 }
 
 // Running tells whether a scan of digest is running or waiting for a slot.
-func (e *InProcess) Running(digest string) bool {
+func (e *InProcess) Running(_ context.Context, digest string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.running[digest]
 }
 
 // TakeOutcome returns the outcome of the last finished scan of digest and forgets it.
-func (e *InProcess) TakeOutcome(digest string) (Outcome, bool) {
+func (e *InProcess) TakeOutcome(_ context.Context, digest string) (Outcome, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	outcome, ok := e.outcomes[digest]

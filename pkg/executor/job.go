@@ -251,7 +251,7 @@ func finished(job *batchv1.Job) bool {
 }
 
 // Running tells whether the scan Job of digest exists, has not finished, and has not reported.
-func (j *Jobs) Running(digest string) bool {
+func (j *Jobs) Running(ctx context.Context, digest string) bool {
 	j.mu.Lock()
 	_, reported := j.outcomes[digest]
 	j.mu.Unlock()
@@ -259,7 +259,7 @@ func (j *Jobs) Running(digest string) bool {
 		return false
 	}
 	job := &batchv1.Job{}
-	if err := j.reader.Get(context.Background(), client.ObjectKey{Namespace: j.options.Namespace, Name: JobName(digest)}, job); err != nil {
+	if err := j.reader.Get(ctx, client.ObjectKey{Namespace: j.options.Namespace, Name: JobName(digest)}, job); err != nil {
 		return false
 	}
 	return !finished(job)
@@ -267,7 +267,7 @@ func (j *Jobs) Running(digest string) bool {
 
 // TakeOutcome returns what the scan Job of digest reported, or why it failed without a report
 // (killed for exceeding its memory limit, past its deadline).
-func (j *Jobs) TakeOutcome(digest string) (Outcome, bool) {
+func (j *Jobs) TakeOutcome(ctx context.Context, digest string) (Outcome, bool) {
 	j.mu.Lock()
 	outcome, ok := j.outcomes[digest]
 	delete(j.outcomes, digest)
@@ -275,7 +275,6 @@ func (j *Jobs) TakeOutcome(digest string) (Outcome, bool) {
 	if ok {
 		return outcome, true
 	}
-	ctx := context.Background()
 	job := &batchv1.Job{}
 	if err := j.reader.Get(ctx, client.ObjectKey{Namespace: j.options.Namespace, Name: JobName(digest)}, job); err != nil {
 		return Outcome{}, false

@@ -236,7 +236,7 @@ func (r *Reconciler) resolveFailed(ctx context.Context, scan *vigilv1alpha1.Imag
 // start one.
 func (r *Reconciler) scan(ctx context.Context, scan *vigilv1alpha1.ImageScan) (ctrl.Result, error) {
 	digest := scan.Spec.Digest
-	if outcome, ok := r.Executor.TakeOutcome(digest); ok && outcome.Err != nil {
+	if outcome, ok := r.Executor.TakeOutcome(ctx, digest); ok && outcome.Err != nil {
 		return r.scanFailed(ctx, scan, outcome.Err)
 	}
 	if r.SBOMs.Has(digest) {
@@ -246,7 +246,7 @@ func (r *Reconciler) scan(ctx context.Context, scan *vigilv1alpha1.ImageScan) (c
 	if final && scannedCondition(scan).ObservedGeneration == scan.Generation {
 		return ctrl.Result{}, nil
 	}
-	if r.Executor.Running(digest) {
+	if r.Executor.Running(ctx, digest) {
 		return ctrl.Result{}, nil
 	}
 	if scannedCondition(scan).Reason == ReasonRetryScheduled {
