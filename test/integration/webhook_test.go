@@ -242,11 +242,18 @@ func TestWebhookCertificateRotation(t *testing.T) {
 	}
 	g.Expect(env.Client.Update(ctx, config)).To(Succeed())
 
-	image := "registry.example/shop/rotated:" + rand.String(6)
-	g.Expect(env.Client.Create(ctx, deployment(namespace, "rotated", image))).To(Succeed())
+	// The API server picks the new CA bundle up from its watch of webhook configurations a moment
+	// later: until then its calls fail TLS and, with failurePolicy Ignore, admit unobserved. Each
+	// attempt admits a Deployment of its own image; one of them is recorded.
 	g.Eventually(func() error {
+		tag := rand.String(6)
+		image := "registry.example/shop/rotated:" + tag
+		if err := env.Client.Create(ctx, deployment(namespace, "rotated-"+tag, image)); err != nil {
+			return err
+		}
+		time.Sleep(time.Second)
 		_, err := referenceScan(ctx, image)
 		return err
-	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
+	}, 30*time.Second, 100*time.Millisecond).Should(Succeed())
 	g.Expect(manager.cmd.ProcessState).To(BeNil(), "the manager kept running")
 }
