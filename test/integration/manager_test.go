@@ -20,6 +20,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -221,10 +222,20 @@ func TestManagerServesProbesAndProtectedMetricsAndStopsOnSIGTERM(t *testing.T) {
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: "default", Name: "metrics-scraper"}},
 	}
 	g.Expect(env.Client.Create(ctx, binding)).To(Succeed())
+	// Ask only once the API server's own authorizer has the binding: the manager's filter caches
+	// a denial for 30 seconds.
+	g.Eventually(func() (bool, error) {
+		review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User:                  "system:serviceaccount:default:metrics-scraper",
+			NonResourceAttributes: &authorizationv1.NonResourceAttributes{Path: "/metrics", Verb: "get"},
+		}}
+		err := env.Client.Create(ctx, review)
+		return review.Status.Allowed, err
+	}, 30*time.Second, 100*time.Millisecond).Should(BeTrue())
 	g.Eventually(func() (string, error) {
 		code, body, err := httpStatus(manager.metricsURL, scraperToken)
 		return fmt.Sprintf("%d %s", code, body), err
-	}, 30*time.Second, time.Second).Should(And(HavePrefix("200 "), ContainSubstring("controller_runtime_")))
+	}, 45*time.Second, time.Second).Should(And(HavePrefix("200 "), ContainSubstring("controller_runtime_")))
 
 	// Every log line is a JSON object with a level and a message.
 	lines := manager.logLines()
