@@ -112,4 +112,4 @@ for binary in "${missing[@]}"; do
   echo "Built $binary in $((SECONDS - start))s"
 done
 "$cache/kube-apiserver" --version
-"$cache/etcd" --version | head -1
+"$cache/etcd" --version | sed -n 1p # sed reads it all: head would end etcd with SIGPIPE under pipefail

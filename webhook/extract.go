@@ -9,41 +9,16 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/vigil-dev/vigil/pkg/digest"
+	"github.com/vigil-dev/vigil/pkg/recorder"
 )
 
-// ImageRecord is one image reference that a workload in a namespace uses, with the credentials
-// that can pull it there.
-type ImageRecord struct {
-	// Image is the reference as written in the pod spec.
-	Image string
-	// Digest is the image's digest when it is known, from a running container's imageID or a
-	// reference that pins it; empty otherwise.
-	Digest string
-	// Namespace is the workload's namespace.
-	Namespace string
-	// ServiceAccountName is the pod's service account, whose imagePullSecrets can pull the image.
-	ServiceAccountName string
-	// ImagePullSecrets are the pod's own pull secrets.
-	ImagePullSecrets []string
-}
-
-// key identifies a record for de-duplication: the same image in the same namespace.
-func (r ImageRecord) key() string {
-	return r.Namespace + "\x00" + r.Image + "\x00" + r.Digest
-}
-
-// podSpec holds the fields of a core/v1 PodSpec that name images and pull credentials; decoding
-// only these keeps the answer fast for large objects.
+// podSpec holds the fields of a core/v1 PodSpec that name images; decoding only these keeps the
+// answer fast for large objects. Pull credentials are never taken from a request: the scan
+// reconciler reads the workload itself.
 type podSpec struct {
-	ServiceAccountName  string           `json:"serviceAccountName"`
-	ImagePullSecrets    []localObjectRef `json:"imagePullSecrets"`
 	Containers          []containerImage `json:"containers"`
 	InitContainers      []containerImage `json:"initContainers"`
 	EphemeralContainers []containerImage `json:"ephemeralContainers"`
-}
-
-type localObjectRef struct {
-	Name string `json:"name"`
 }
 
 type containerImage struct {
@@ -52,6 +27,7 @@ type containerImage struct {
 
 type objectMeta struct {
 	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
 }
 
 type podTemplate struct {
@@ -87,8 +63,8 @@ var ErrUnknownKind = fmt.Errorf("not a kind with a pod spec")
 
 // ExtractImages returns the images of a Pod or of the pod template of a Deployment,
 // StatefulSet, DaemonSet, ReplicaSet, Job or CronJob, from the object's JSON, each once, with the
-// pod's namespace (namespace when the object has none) and pull credentials.
-func ExtractImages(kind schema.GroupVersionKind, namespace string, raw []byte) ([]ImageRecord, error) {
+// object's namespace and name (namespace and name when the object has none).
+func ExtractImages(kind schema.GroupVersionKind, namespace, name string, raw []byte) ([]recorder.ImageRecord, error) {
 	var meta objectMeta
 	var spec podSpec
 	switch kind.GroupKind() {
@@ -118,24 +94,17 @@ func ExtractImages(kind schema.GroupVersionKind, namespace string, raw []byte) (
 	if meta.Namespace != "" {
 		namespace = meta.Namespace
 	}
-	serviceAccount := spec.ServiceAccountName
-	if serviceAccount == "" {
-		serviceAccount = "default"
+	if meta.Name != "" {
+		name = meta.Name
 	}
-	var secrets []string
-	for _, secret := range spec.ImagePullSecrets {
-		if secret.Name != "" && !slices.Contains(secrets, secret.Name) {
-			secrets = append(secrets, secret.Name)
-		}
-	}
-	var records []ImageRecord
+	var records []recorder.ImageRecord
 	for _, containers := range [][]containerImage{spec.InitContainers, spec.Containers, spec.EphemeralContainers} {
 		for _, container := range containers {
-			if container.Image == "" || slices.ContainsFunc(records, func(r ImageRecord) bool { return r.Image == container.Image }) {
+			if container.Image == "" || slices.ContainsFunc(records, func(r recorder.ImageRecord) bool { return r.Image == container.Image }) {
 				continue
 			}
-			records = append(records, ImageRecord{
-				Image: container.Image, Namespace: namespace, ServiceAccountName: serviceAccount, ImagePullSecrets: secrets,
+			records = append(records, recorder.ImageRecord{
+				Image: container.Image, Namespace: namespace, WorkloadKind: kind.Kind, WorkloadName: name,
 			})
 		}
 	}
@@ -145,33 +114,23 @@ func ExtractImages(kind schema.GroupVersionKind, namespace string, raw []byte) (
 // PodRecords are the images of a pod that runs or is about to: a running or waiting container
 // with an imageID is recorded with its digest, any other container by its spec reference.
 // Terminated containers are not recorded.
-func PodRecords(pod *corev1.Pod) []ImageRecord {
-	serviceAccount := pod.Spec.ServiceAccountName
-	if serviceAccount == "" {
-		serviceAccount = "default"
-	}
-	var secrets []string
-	for _, secret := range pod.Spec.ImagePullSecrets {
-		if secret.Name != "" && !slices.Contains(secrets, secret.Name) {
-			secrets = append(secrets, secret.Name)
-		}
-	}
+func PodRecords(pod *corev1.Pod) []recorder.ImageRecord {
 	statuses := map[string]corev1.ContainerStatus{}
 	for _, list := range [][]corev1.ContainerStatus{pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses, pod.Status.EphemeralContainerStatuses} {
 		for _, status := range list {
 			statuses[status.Name] = status
 		}
 	}
-	var records []ImageRecord
+	var records []recorder.ImageRecord
 	add := func(name, image string) {
-		record := ImageRecord{Image: image, Namespace: pod.Namespace, ServiceAccountName: serviceAccount, ImagePullSecrets: secrets}
+		record := recorder.ImageRecord{Image: image, Namespace: pod.Namespace, WorkloadKind: "Pod", WorkloadName: pod.Name}
 		if status, ok := statuses[name]; ok {
 			if status.State.Terminated != nil {
 				return
 			}
 			record.Digest = digest.FromImageID(status.ImageID)
 		}
-		if record.Image == "" || slices.ContainsFunc(records, func(r ImageRecord) bool { return r.key() == record.key() }) {
+		if record.Image == "" || slices.ContainsFunc(records, func(r recorder.ImageRecord) bool { return r.Image == record.Image && r.Digest == record.Digest }) {
 			return
 		}
 		records = append(records, record)

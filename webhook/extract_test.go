@@ -11,6 +11,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/vigil-dev/vigil/pkg/recorder"
 )
 
 // samplePodSpec uses init, regular and ephemeral containers, one image twice, and pull secrets.
@@ -30,10 +32,10 @@ func samplePodSpec() corev1.PodSpec {
 
 const sha = "9f2c4d1e8b7a6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d"
 
-func sampleRecords(namespace, serviceAccount string, secrets []string) []ImageRecord {
-	var records []ImageRecord
+func sampleRecords(namespace, kind, name string) []recorder.ImageRecord {
+	var records []recorder.ImageRecord
 	for _, image := range []string{"registry.example/shop/migrate:2", "registry.example/shop/api:1.4", "registry.example/mesh/proxy@sha256:" + sha, "busybox:1.36"} {
-		records = append(records, ImageRecord{Image: image, Namespace: namespace, ServiceAccountName: serviceAccount, ImagePullSecrets: secrets})
+		records = append(records, recorder.ImageRecord{Image: image, Namespace: namespace, WorkloadKind: kind, WorkloadName: name})
 	}
 	return records
 }
@@ -53,14 +55,15 @@ func TestExtractImagesOfEveryKind(t *testing.T) {
 		{batchv1.SchemeGroupVersion.WithKind("Job"), batchv1.Job{ObjectMeta: meta, Spec: batchv1.JobSpec{Template: template}}},
 		{batchv1.SchemeGroupVersion.WithKind("CronJob"), batchv1.CronJob{ObjectMeta: meta, Spec: batchv1.CronJobSpec{JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: template}}}}},
 	}
-	want := sampleRecords("shop", "api", []string{"registry-credentials", "mirror"})
 	for _, tc := range tests {
 		t.Run(tc.kind.Kind, func(t *testing.T) {
+			// The records name the workload, never the pull credentials its spec claims.
+			want := sampleRecords("shop", tc.kind.Kind, "api")
 			raw, err := json.Marshal(tc.object)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := ExtractImages(tc.kind, "", raw)
+			got, err := ExtractImages(tc.kind, "", "", raw)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -78,13 +81,13 @@ func TestExtractImagesEdgeCases(t *testing.T) {
 		kind      schema.GroupVersionKind
 		namespace string
 		raw       string
-		want      []ImageRecord
+		want      []recorder.ImageRecord
 		wantErr   error
 	}{
 		{
-			name: "the request's namespace when the object has none, and the default service account",
+			name: "the request's namespace and name when the object has none",
 			kind: pod, namespace: "jobs", raw: `{"spec":{"containers":[{"image":"alpine:3.17"}]}}`,
-			want: []ImageRecord{{Image: "alpine:3.17", Namespace: "jobs", ServiceAccountName: "default"}},
+			want: []recorder.ImageRecord{{Image: "alpine:3.17", Namespace: "jobs", WorkloadKind: "Pod", WorkloadName: "report-1"}},
 		},
 		{name: "no containers", kind: pod, raw: `{"spec":{}}`, want: nil},
 		{name: "a container without an image", kind: pod, raw: `{"spec":{"containers":[{"name":"x"}]}}`, want: nil},
@@ -95,7 +98,7 @@ func TestExtractImagesEdgeCases(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := ExtractImages(tc.kind, tc.namespace, []byte(tc.raw))
+			got, err := ExtractImages(tc.kind, tc.namespace, "report-1", []byte(tc.raw))
 			switch {
 			case tc.wantErr == errAny && err == nil, tc.wantErr != nil && tc.wantErr != errAny && !errors.Is(err, tc.wantErr):
 				t.Fatalf("error = %v, want %v", err, tc.wantErr)
@@ -132,9 +135,9 @@ func TestPodRecords(t *testing.T) {
 			},
 		},
 	}
-	want := []ImageRecord{
-		{Image: "registry.example/shop/api:1.4", Digest: digest, Namespace: "shop", ServiceAccountName: "default", ImagePullSecrets: []string{"creds"}},
-		{Image: "registry.example/shop/worker:3", Namespace: "shop", ServiceAccountName: "default", ImagePullSecrets: []string{"creds"}},
+	want := []recorder.ImageRecord{
+		{Image: "registry.example/shop/api:1.4", Digest: digest, Namespace: "shop", WorkloadKind: "Pod", WorkloadName: "api-1"},
+		{Image: "registry.example/shop/worker:3", Namespace: "shop", WorkloadKind: "Pod", WorkloadName: "api-1"},
 	}
 	if got := PodRecords(pod); !reflect.DeepEqual(got, want) {
 		t.Errorf("PodRecords =\n%+v\nwant\n%+v", got, want)

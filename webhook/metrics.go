@@ -16,36 +16,21 @@ const (
 	outcomeTooLarge    = "too_large"
 	outcomeUnknownKind = "unknown_kind"
 	outcomeShed        = "shed"
+	outcomePanic       = "panic"
 )
 
 var (
 	requestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "vigil_webhook_requests_total",
-		Help: "Admission requests answered, by outcome: recorded, no_images, dry_run, self, operation, malformed, too_large, unknown_kind or shed (answered without looking, at the concurrency bound).",
+		Help: "Admission requests answered, by outcome: recorded, no_images, dry_run, self, operation, malformed, too_large, unknown_kind, shed (answered without looking, at the concurrency bound) or panic (a defect: answered allowed).",
 	}, []string{"outcome"})
 	requestDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "vigil_webhook_request_duration_seconds",
 		Help:    "Time from reading an admission request to writing its answer.",
 		Buckets: []float64{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05},
 	})
-	imagesQueued = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "vigil_webhook_images_queued_total",
-		Help: "Image records queued for recording.",
-	})
-	imagesDropped = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "vigil_webhook_images_dropped_total",
-		Help: "Image records dropped because the recording queue was full; the pod watch records their images later.",
-	})
-	imagesRecorded = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "vigil_webhook_images_recorded_total",
-		Help: "Image records written to ImageScans.",
-	})
-	recordErrors = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "vigil_webhook_record_errors_total",
-		Help: "Failed ImageScan writes of the recorder; the records are retried.",
-	})
 )
 
 func init() {
-	metrics.Registry.MustRegister(requestsTotal, requestDuration, imagesQueued, imagesDropped, imagesRecorded, recordErrors)
+	metrics.Registry.MustRegister(requestsTotal, requestDuration)
 }

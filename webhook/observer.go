@@ -11,10 +11,15 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/vigil-dev/vigil/pkg/recorder"
 )
 
 // Path is where the webhook server serves the ImageObserver.
 const Path = "/observe-images"
+
+// shedAfter is how long a request waits for a concurrency slot before it is answered unexamined.
+const shedAfter = 50 * time.Millisecond
 
 // MaxRequestBytes bounds an admission request's body, as the API server bounds objects.
 const MaxRequestBytes = 7 << 20
@@ -27,9 +32,10 @@ const MaxRequestBytes = 7 << 20
 //
 // +kubebuilder:webhook:path=/observe-images,mutating=false,failurePolicy=ignore,sideEffects=NoneOnDryRun,matchPolicy=Equivalent,groups="";apps;batch,resources=pods;pods/ephemeralcontainers;deployments;statefulsets;daemonsets;replicasets;jobs;cronjobs,verbs=create;update,versions=v1,name=images.vigil.dev,admissionReviewVersions=v1,timeoutSeconds=3,patch=`{"namespaceSelector":{"matchExpressions":[{"key":"kubernetes.io/metadata.name","operator":"NotIn","values":["vigil-system"]},{"key":"vigil.dev/scanning","operator":"NotIn","values":["disabled"]}]}}`
 
-// Enqueuer takes image records off the request path; Recorder is the one the manager uses.
+// Enqueuer takes image records off the request path; recorder.Recorder is the one the manager
+// uses.
 type Enqueuer interface {
-	Enqueue(ImageRecord) bool
+	Enqueue(recorder.ImageRecord) bool
 }
 
 // ImageObserver is the observe-only admission handler: it answers every request Allowed,
@@ -66,7 +72,7 @@ func (o *ImageObserver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if recovered := recover(); recovered != nil {
 			log.FromContext(r.Context()).Error(errors.New("panic"), "Observing an admission request panicked; it is allowed",
 				"panic", recovered)
-			outcome = outcomeMalformed
+			outcome = outcomePanic
 		}
 		writeAllowed(w, uid)
 		requestsTotal.WithLabelValues(outcome).Inc()
@@ -78,6 +84,22 @@ func (o *ImageObserver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // observe reads the request and queues its images; it returns the request's UID and outcome.
 func (o *ImageObserver) observe(r *http.Request) (types.UID, string) {
 	logger := log.FromContext(r.Context())
+	// The concurrency slot is taken before the body is read, so that a flood of large requests
+	// holds at most concurrency bodies in memory at once. A request that finds no slot within a
+	// moment is answered without its UID: the API server counts that as a failed call, and
+	// failurePolicy Ignore admits the object; the pod watch records its images.
+	select {
+	case o.inflight <- struct{}{}:
+	default:
+		wait := time.NewTimer(shedAfter)
+		defer wait.Stop()
+		select {
+		case o.inflight <- struct{}{}:
+		case <-wait.C:
+			return "", outcomeShed
+		}
+	}
+	defer func() { <-o.inflight }()
 	body, err := io.ReadAll(io.LimitReader(r.Body, MaxRequestBytes+1))
 	if err != nil {
 		logger.Info("Could not read an admission request; it is allowed", "error", err.Error())
@@ -105,14 +127,8 @@ func (o *ImageObserver) observe(r *http.Request) (types.UID, string) {
 		return request.UID, outcomeMalformed
 	}
 
-	select {
-	case o.inflight <- struct{}{}:
-		defer func() { <-o.inflight }()
-	default:
-		return request.UID, outcomeShed
-	}
 	kind := schema.GroupVersionKind{Group: request.Kind.Group, Version: request.Kind.Version, Kind: request.Kind.Kind}
-	records, err := ExtractImages(kind, request.Namespace, request.Object.Raw)
+	records, err := ExtractImages(kind, request.Namespace, request.Name, request.Object.Raw)
 	if errors.Is(err, ErrUnknownKind) {
 		logger.Info("Admission request of a kind without a pod spec; it is allowed", "kind", kind.String(), "uid", request.UID)
 		return request.UID, outcomeUnknownKind

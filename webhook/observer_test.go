@@ -16,15 +16,17 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
+
+	"github.com/vigil-dev/vigil/pkg/recorder"
 )
 
 // queue is an Enqueuer that keeps what it is given.
 type queue struct {
 	mu      sync.Mutex
-	records []ImageRecord
+	records []recorder.ImageRecord
 }
 
-func (q *queue) Enqueue(record ImageRecord) bool {
+func (q *queue) Enqueue(record recorder.ImageRecord) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.records = append(q.records, record)
@@ -106,13 +108,29 @@ func TestObserverAlwaysAllows(t *testing.T) {
 	}
 }
 
-func TestObserverShedsBeyondItsConcurrency(t *testing.T) {
+// countingReader counts the bytes read from it.
+type countingReader struct {
+	r    *bytes.Reader
+	read int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.read += n
+	return n, err
+}
+
+func TestObserverShedsBeyondItsConcurrencyWithoutReadingTheBody(t *testing.T) {
 	q := &queue{}
 	observer := NewImageObserver(q, "vigil-system", "vigil", 1)
 	observer.inflight <- struct{}{} // one request is being looked into
 	recorder := httptest.NewRecorder()
-	observer.ServeHTTP(recorder, httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(podReview(nil))))
+	body := &countingReader{r: bytes.NewReader(podReview(nil))}
+	observer.ServeHTTP(recorder, httptest.NewRequest(http.MethodPost, Path, body))
 	if !strings.Contains(recorder.Body.String(), `"allowed":true`) || len(q.records) != 0 {
 		t.Errorf("answer %s, records %v", recorder.Body.String(), q.records)
+	}
+	if body.read != 0 {
+		t.Errorf("a request beyond the concurrency bound had %d bytes of its body read", body.read)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/vigil-dev/vigil/pkg/sbom"
@@ -14,66 +15,89 @@ import (
 )
 
 // InProcess scans in the manager's process, a bounded number at a time: for the local demo and
-// small clusters.
+// small clusters. It runs on the elected leader only, so an attempt it does not know of is lost.
 type InProcess struct {
-	store   *sbomstore.Store
-	options sbom.Options
-	timeout time.Duration
-	notify  func(digest string)
-	slots   chan struct{}
+	store    *sbomstore.Store
+	options  sbom.Options
+	timeout  time.Duration
+	outcomes OutcomeRecorder
+	slots    chan struct{}
 
-	mu       sync.Mutex
-	running  map[string]bool
-	outcomes map[string]Outcome
+	mu      sync.Mutex
+	running map[string]int32
 }
 
 // NewInProcess returns an executor that runs at most concurrency scans at once, each within
-// timeout, with options (platform, bounds, registry access), stores SBOMs in store and calls
-// notify with the digest of each scan that ends.
-func NewInProcess(store *sbomstore.Store, options sbom.Options, concurrency int, timeout time.Duration, notify func(string)) *InProcess {
+// timeout, with options (platform, bounds, registry access), stores SBOMs in store and records
+// each outcome with outcomes.
+func NewInProcess(store *sbomstore.Store, options sbom.Options, concurrency int, timeout time.Duration, outcomes OutcomeRecorder) *InProcess {
 	return &InProcess{
-		store: store, options: options, timeout: timeout, notify: notify,
+		store: store, options: options, timeout: timeout, outcomes: outcomes,
 		slots:   make(chan struct{}, concurrency),
-		running: map[string]bool{}, outcomes: map[string]Outcome{},
+		running: map[string]int32{},
 	}
 }
 
-// Submit starts the scan of req.Digest in the background unless one is running.
+// Submit starts the attempt in the background unless it runs already.
 func (e *InProcess) Submit(ctx context.Context, req Request) error {
 	if len(req.Images) == 0 {
 		return fmt.Errorf("no reference to pull %s from", req.Digest)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.running[req.Digest] {
+	if attempt, ok := e.running[req.Digest]; ok && attempt == req.Attempt {
 		return nil
 	}
-	e.running[req.Digest] = true
-	delete(e.outcomes, req.Digest)
-	go e.run(ctx, req)
+	e.running[req.Digest] = req.Attempt
+	go e.run(context.WithoutCancel(ctx), ctx.Done(), req)
 	return nil
 }
 
-func (e *InProcess) run(ctx context.Context, req Request) {
-	outcome := Outcome{Digest: req.Digest}
+// run scans and records the outcome; it gives up when stop closes (the manager stops).
+func (e *InProcess) run(ctx context.Context, stop <-chan struct{}, req Request) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	outcome := Outcome{Digest: req.Digest, Attempt: req.Attempt}
 	select {
 	case e.slots <- struct{}{}:
-		outcome.Err = e.scan(ctx, req)
+		outcome.ImageSize, outcome.Err = e.scan(ctx, req)
 		<-e.slots
 	case <-ctx.Done():
 		outcome.Err = ctx.Err()
 	}
-	e.mu.Lock()
-	delete(e.running, req.Digest)
-	e.outcomes[req.Digest] = outcome
-	e.mu.Unlock()
 	if ctx.Err() == nil {
-		e.notify(req.Digest)
+		e.record(ctx, outcome)
 	}
+	e.mu.Lock()
+	if e.running[req.Digest] == req.Attempt {
+		delete(e.running, req.Digest)
+	}
+	e.mu.Unlock()
+}
+
+// record persists outcome, retrying with backoff until it is persisted, stale, or the manager
+// stops.
+func (e *InProcess) record(ctx context.Context, outcome Outcome) {
+	backoff := wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Steps: 1 << 30, Cap: 10 * time.Second}
+	_ = wait.ExponentialBackoffWithContext(ctx, backoff, func(ctx context.Context) (bool, error) {
+		err := e.outcomes.RecordOutcome(ctx, outcome)
+		if err == nil || errors.Is(err, ErrStaleAttempt) {
+			return true, nil
+		}
+		log.FromContext(ctx).Error(err, "Recording a scan outcome failed; retrying", "digest", outcome.Digest)
+		return false, nil
+	})
 }
 
 // scan tries each pinned reference until one gives an SBOM, and stores it.
-func (e *InProcess) scan(ctx context.Context, req Request) error {
+func (e *InProcess) scan(ctx context.Context, req Request) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
 	var errs []error
@@ -85,31 +109,26 @@ func (e *InProcess) scan(ctx context.Context, req Request) error {
 		if err != nil {
 			var tooLarge *sbom.TooLargeError
 			if errors.As(err, &tooLarge) {
-				return err // the same image from another reference is as large
+				return 0, err // the same image from another reference is as large
 			}
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return fmt.Errorf("the scan did not finish within %s: %w", e.timeout, err)
+				return 0, fmt.Errorf("the scan did not finish within %s: %w", e.timeout, err)
 			}
 			errs = append(errs, err)
 			continue
 		}
-		return e.store.Put(req.Digest, generated.JSON)
+		return generated.ImageSize, e.store.Put(req.Digest, generated.JSON)
 	}
-	return errors.Join(errs...)
+	return 0, errors.Join(errs...)
 }
 
-// Running tells whether a scan of digest is running or waiting for a slot.
-func (e *InProcess) Running(_ context.Context, digest string) bool {
+// Check tells whether this process runs the attempt; one it does not run is lost, because its
+// outcome is recorded before it stops running.
+func (e *InProcess) Check(_ context.Context, digest string, attempt int32) (State, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.running[digest]
-}
-
-// TakeOutcome returns the outcome of the last finished scan of digest and forgets it.
-func (e *InProcess) TakeOutcome(_ context.Context, digest string) (Outcome, bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	outcome, ok := e.outcomes[digest]
-	delete(e.outcomes, digest)
-	return outcome, ok
+	if running, ok := e.running[digest]; ok && running == attempt {
+		return Running, nil
+	}
+	return Lost, nil
 }

@@ -3,10 +3,10 @@ package executor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -26,6 +26,8 @@ const (
 	DigestLabel = "vigil.dev/scan-digest"
 	// DigestAnnotation holds the whole scanned digest on a scan Job.
 	DigestAnnotation = "vigil.dev/digest"
+	// AttemptAnnotation holds the scan attempt a scan Job runs.
+	AttemptAnnotation = "vigil.dev/attempt"
 	// ComponentLabel marks scan Jobs.
 	ComponentLabel = "app.kubernetes.io/component"
 	// ComponentValue is ComponentLabel's value on scan Jobs.
@@ -33,9 +35,9 @@ const (
 	// ReportAudience is the audience of the service-account token a scan Job reports with.
 	ReportAudience = "vigil.dev/scan-report"
 
-	tokenPath       = "/var/run/secrets/vigil/token/token"
-	credentialsPath = "/var/run/secrets/vigil/credentials/config.json"
-	caPath          = "/var/run/secrets/vigil/ca/ca.crt"
+	tokenPath      = "/var/run/secrets/vigil/token/token"
+	credentialsDir = "/var/run/secrets/vigil/credentials"
+	caPath         = "/var/run/secrets/vigil/ca/ca.crt"
 )
 
 // JobOptions configure the scan Jobs.
@@ -58,85 +60,85 @@ type JobOptions struct {
 	Scan sbom.Options
 	// Timeout bounds a Job (activeDeadlineSeconds).
 	Timeout time.Duration
+	// UserNamespace runs the scan pods in a user namespace of their own (hostUsers: false); the
+	// cluster's nodes must support it.
+	UserNamespace bool
 }
 
-// Jobs runs each scan as a Kubernetes Job in Vigil's namespace. The pull credentials of a scan
-// travel in a Secret that the Job owns (deleted with it); the Job reports its SBOM or its
-// failure to the manager's ReportHandler, authenticated by its projected service-account token.
+// Jobs runs each scan attempt as a Kubernetes Job in Vigil's namespace, named by digest and
+// attempt, so that a retry never meets the previous attempt's objects. The pull credentials of
+// an attempt travel in a Secret that its Job owns (deleted with it), one registry configuration
+// per reference; the Job reports its SBOM or its failure to the manager's ReportHandler,
+// authenticated by its projected service-account token.
 type Jobs struct {
-	client  client.Client
-	reader  client.Reader
-	options JobOptions
-
-	mu       sync.Mutex
-	outcomes map[string]Outcome
+	client   client.Client
+	reader   client.Reader
+	options  JobOptions
+	outcomes OutcomeRecorder
 }
 
-// NewJobs returns the Job executor.
-func NewJobs(c client.Client, reader client.Reader, options JobOptions) *Jobs {
-	return &Jobs{client: c, reader: reader, options: options, outcomes: map[string]Outcome{}}
+// NewJobs returns the Job executor; reader should read from the API server, not a cache.
+func NewJobs(c client.Client, reader client.Reader, options JobOptions, outcomes OutcomeRecorder) *Jobs {
+	return &Jobs{client: c, reader: reader, options: options, outcomes: outcomes}
 }
 
-// JobName is the name of the scan Job of digest.
-func JobName(digest string) string {
-	return "vigil-scan-" + strings.TrimPrefix(digest, "sha256:")[:40]
+// JobName is the name of the scan Job of an attempt at digest.
+func JobName(digest string, attempt int32) string {
+	return fmt.Sprintf("vigil-scan-%s-%d", strings.TrimPrefix(digest, "sha256:")[:40], attempt)
 }
 
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=create;delete,namespace=vigil-system
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 
-// Submit creates the scan Job of req.Digest and its credentials Secret, unless the Job exists.
+// Submit creates the scan Job of the attempt and its credentials Secret, unless the Job exists.
 func (j *Jobs) Submit(ctx context.Context, req Request) error {
-	name := JobName(req.Digest)
-	existing := &batchv1.Job{}
-	err := j.reader.Get(ctx, client.ObjectKey{Namespace: j.options.Namespace, Name: name}, existing)
-	if err == nil {
-		if finished(existing) {
-			// A Job of an earlier attempt: remove it, and its Secret with it, and start afresh.
-			if err := j.client.Delete(ctx, existing, client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(err) != nil {
-				return fmt.Errorf("removing the previous scan Job %s: %w", name, err)
-			}
-			return fmt.Errorf("the previous scan Job %s is being removed; retrying", name)
-		}
-		return nil
-	}
-	if !apierrors.IsNotFound(err) {
-		return fmt.Errorf("reading scan Job %s: %w", name, err)
-	}
-	j.mu.Lock()
-	delete(j.outcomes, req.Digest)
-	j.mu.Unlock()
-
-	config := dockerConfig{Auths: map[string]dockerAuth{}}
+	name := JobName(req.Digest, req.Attempt)
+	secretData := map[string][]byte{}
 	var images []string
-	for _, image := range req.Images {
+	for i, image := range req.Images {
 		images = append(images, image.Reference)
+		config := dockerConfig{Auths: map[string]dockerAuth{}}
 		for _, credential := range image.Credentials {
 			config.Auths[credential.Registry] = dockerAuth{Username: credential.Username, Password: credential.Password, IdentityToken: credential.Token}
 		}
-	}
-	configJSON, err := json.Marshal(config)
-	if err != nil {
-		return err
+		configJSON, err := json.Marshal(config)
+		if err != nil {
+			return fmt.Errorf("encoding the credentials of %s: %w", image.Reference, err)
+		}
+		secretData[credentialsFile(i)] = configJSON
 	}
 
-	job := j.job(name, req.Digest, images)
+	job := j.job(name, req, images)
 	if err := j.client.Create(ctx, job); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			return nil // submitted before: the Job and its Secret are the attempt's own
+		}
 		return fmt.Errorf("creating scan Job %s: %w", name, err)
 	}
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: j.options.Namespace, Name: name, Labels: job.Labels},
-		Type:       corev1.SecretTypeDockerConfigJson,
-		Data:       map[string][]byte{corev1.DockerConfigJsonKey: configJSON},
+		Type:       corev1.SecretTypeOpaque,
+		Data:       secretData,
 	}
 	if err := controllerutil.SetControllerReference(job, secret, j.client.Scheme()); err != nil {
 		return err
 	}
-	if err := j.client.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
+	if err := j.client.Create(ctx, secret); err != nil {
+		// Without its Secret the Job's pod cannot start: remove the Job, so that the attempt is
+		// lost and the reconciler starts another.
+		if deleteErr := j.client.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(deleteErr) != nil {
+			return errors.Join(fmt.Errorf("creating the credentials of scan Job %s: %w", name, err), deleteErr)
+		}
 		return fmt.Errorf("creating the credentials of scan Job %s: %w", name, err)
 	}
 	return nil
+}
+
+// credentialsFile is the file, in the credentials Secret and folder, of the i-th reference's
+// registry configuration.
+func credentialsFile(i int) string {
+	return strconv.Itoa(i) + ".json"
 }
 
 type dockerConfig struct {
@@ -152,13 +154,13 @@ type dockerAuth struct {
 // job is the scan Job: the restricted Pod Security Standard (non-root, read-only root file
 // system, no privilege escalation, no capabilities, seccomp RuntimeDefault), no API access, a
 // projected token for reporting only, and no retries of its own: the manager retries.
-func (j *Jobs) job(name, digest string, images []string) *batchv1.Job {
+func (j *Jobs) job(name string, req Request, images []string) *batchv1.Job {
 	labels := map[string]string{
-		DigestLabel: strings.TrimPrefix(digest, "sha256:")[:63], ComponentLabel: ComponentValue,
+		DigestLabel: strings.TrimPrefix(req.Digest, "sha256:")[:63], ComponentLabel: ComponentValue,
 		"app.kubernetes.io/name": "vigil",
 	}
-	args := []string{"scan-job", "--digest", digest, "--report-url", j.options.ReportURL, "--token-file", tokenPath,
-		"--registry-config", credentialsPath, "--ca-file", caPath}
+	args := []string{"scan-job", "--digest", req.Digest, "--report-url", j.options.ReportURL, "--token-file", tokenPath,
+		"--registry-config-dir", credentialsDir, "--ca-file", caPath}
 	for _, image := range images {
 		args = append(args, "--image", image)
 	}
@@ -186,7 +188,7 @@ func (j *Jobs) job(name, digest string, images []string) *batchv1.Job {
 	return &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: j.options.Namespace, Name: name, Labels: labels,
-			Annotations: map[string]string{DigestAnnotation: digest},
+			Annotations: map[string]string{DigestAnnotation: req.Digest, AttemptAnnotation: strconv.Itoa(int(req.Attempt))},
 		},
 		Spec: batchv1.JobSpec{
 			BackoffLimit:            ptr.To[int32](0),
@@ -196,6 +198,8 @@ func (j *Jobs) job(name, digest string, images []string) *batchv1.Job {
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{
 					RestartPolicy:                corev1.RestartPolicyNever,
+					EnableServiceLinks:           ptr.To(false),
+					HostUsers:                    hostUsers(j.options.UserNamespace),
 					ServiceAccountName:           j.options.ServiceAccountName,
 					AutomountServiceAccountToken: ptr.To(false),
 					NodeSelector:                 j.options.NodeSelector,
@@ -228,9 +232,7 @@ func (j *Jobs) job(name, digest string, images []string) *batchv1.Job {
 								Audience: ReportAudience, ExpirationSeconds: ptr.To[int64](3600), Path: "token",
 							}}},
 						}}},
-						{Name: "credentials", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-							SecretName: name, Items: []corev1.KeyToPath{{Key: corev1.DockerConfigJsonKey, Path: "config.json"}},
-						}}},
+						{Name: "credentials", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: name}}},
 						{Name: "ca", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
 							SecretName: j.options.CASecretName, Items: []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}},
 						}}},
@@ -250,66 +252,60 @@ func finished(job *batchv1.Job) bool {
 	return false
 }
 
-// Running tells whether the scan Job of digest exists, has not finished, and has not reported.
-func (j *Jobs) Running(ctx context.Context, digest string) bool {
-	j.mu.Lock()
-	_, reported := j.outcomes[digest]
-	j.mu.Unlock()
-	if reported {
-		return false
-	}
+// Check tells the state of an attempt from its Job. A Job that failed without a report (killed
+// for its memory, past its deadline, its pod lost) has its failure recorded here.
+func (j *Jobs) Check(ctx context.Context, digest string, attempt int32) (State, error) {
 	job := &batchv1.Job{}
-	if err := j.reader.Get(ctx, client.ObjectKey{Namespace: j.options.Namespace, Name: JobName(digest)}, job); err != nil {
-		return false
+	err := j.reader.Get(ctx, client.ObjectKey{Namespace: j.options.Namespace, Name: JobName(digest, attempt)}, job)
+	if apierrors.IsNotFound(err) {
+		return Lost, nil
 	}
-	return !finished(job)
-}
-
-// TakeOutcome returns what the scan Job of digest reported, or why it failed without a report
-// (killed for exceeding its memory limit, past its deadline).
-func (j *Jobs) TakeOutcome(ctx context.Context, digest string) (Outcome, bool) {
-	j.mu.Lock()
-	outcome, ok := j.outcomes[digest]
-	delete(j.outcomes, digest)
-	j.mu.Unlock()
-	if ok {
-		return outcome, true
-	}
-	job := &batchv1.Job{}
-	if err := j.reader.Get(ctx, client.ObjectKey{Namespace: j.options.Namespace, Name: JobName(digest)}, job); err != nil {
-		return Outcome{}, false
+	if err != nil {
+		return Lost, fmt.Errorf("reading scan Job %s: %w", JobName(digest, attempt), err)
 	}
 	for _, condition := range job.Status.Conditions {
-		if condition.Type != batchv1.JobFailed || condition.Status != corev1.ConditionTrue {
+		if condition.Status != corev1.ConditionTrue {
 			continue
 		}
-		pods := &corev1.PodList{}
-		_ = j.reader.List(ctx, pods, client.InNamespace(j.options.Namespace), client.MatchingLabels{DigestLabel: job.Labels[DigestLabel]})
-		for _, pod := range pods.Items {
-			for _, status := range pod.Status.ContainerStatuses {
-				if terminated := status.State.Terminated; terminated != nil && terminated.Reason == "OOMKilled" {
-					return Outcome{Digest: digest, Err: &OOMKilledError{Limit: j.options.Resources.Limits.Memory().String()}}, true
-				}
+		switch condition.Type {
+		case batchv1.JobComplete:
+			return Ended, nil
+		case batchv1.JobFailed:
+			failure, err := j.failureOf(ctx, job, condition)
+			if err != nil {
+				return Running, err
+			}
+			err = j.outcomes.RecordOutcome(ctx, Outcome{Digest: digest, Attempt: attempt, Err: failure})
+			if err != nil && !errors.Is(err, ErrStaleAttempt) {
+				return Ended, fmt.Errorf("recording the failure of scan Job %s: %w", job.Name, err)
+			}
+			return Ended, nil
+		}
+	}
+	return Running, nil
+}
+
+// failureOf says why a Job failed: its container was killed for its memory, or the Job's own
+// condition.
+func (j *Jobs) failureOf(ctx context.Context, job *batchv1.Job, failed batchv1.JobCondition) (error, error) {
+	pods := &corev1.PodList{}
+	if err := j.reader.List(ctx, pods, client.InNamespace(j.options.Namespace), client.MatchingLabels{"batch.kubernetes.io/job-name": job.Name}); err != nil {
+		return nil, fmt.Errorf("listing the pods of scan Job %s: %w", job.Name, err)
+	}
+	for _, pod := range pods.Items {
+		for _, status := range pod.Status.ContainerStatuses {
+			if terminated := status.State.Terminated; terminated != nil && terminated.Reason == "OOMKilled" {
+				return &OOMKilledError{Limit: j.options.Resources.Limits.Memory().String()}, nil
 			}
 		}
-		return Outcome{Digest: digest, Err: fmt.Errorf("scan Job %s failed: %s: %s", job.Name, condition.Reason, condition.Message)}, true
 	}
-	return Outcome{}, false
+	return fmt.Errorf("scan Job %s failed: %s: %s", job.Name, failed.Reason, failed.Message), nil
 }
 
-// OOMKilledError says that a scan Job was killed for using more memory than its limit: the image
-// is too large for the scanner's memory.
-type OOMKilledError struct {
-	Limit string
-}
-
-func (e *OOMKilledError) Error() string {
-	return fmt.Sprintf("the scan Job was killed for using more than its memory limit of %s; raise resources.scanner.limits.memory", e.Limit)
-}
-
-// report records what a scan Job reported; the ReportHandler calls it.
-func (j *Jobs) report(outcome Outcome) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.outcomes[outcome.Digest] = outcome
+// hostUsers is the pod's hostUsers field: false for a user namespace of its own, else unset.
+func hostUsers(userNamespace bool) *bool {
+	if userNamespace {
+		return ptr.To(false)
+	}
+	return nil
 }

@@ -32,8 +32,6 @@ import (
 	"github.com/anchore/grype/grype/presenter/models"
 	"github.com/anchore/grype/grype/vulnerability"
 	syftpkg "github.com/anchore/syft/syft/pkg"
-
-	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
 )
 
 // Database identifies the vulnerability database a result came from.
@@ -46,17 +44,26 @@ type Database struct {
 
 // Finding is one vulnerability of one package.
 type Finding struct {
-	ID             string                 `json:"id"`
-	Aliases        []string               `json:"aliases,omitempty"`
-	Severity       vigilv1alpha1.Severity `json:"severity"`
-	CVSS           []vigilv1alpha1.CVSS   `json:"cvss,omitempty"`
-	Description    string                 `json:"description,omitempty"`
-	Links          []string               `json:"links,omitempty"`
-	KnownExploited bool                   `json:"knownExploited,omitempty"`
-	EPSS           *vigilv1alpha1.EPSS    `json:"epss,omitempty"`
-	Package        Package                `json:"package"`
-	FixedIn        []string               `json:"fixedIn,omitempty"`
-	FixState       vigilv1alpha1.FixState `json:"fixState"`
+	Details
+	// Namespace is the database namespace of the record that matched; with ID and Related it
+	// lets Describe read the same details from the database again.
+	Namespace string      `json:"namespace,omitempty"`
+	Related   []Reference `json:"related,omitempty"`
+	Package   Package     `json:"package"`
+	FixedIn   []string    `json:"fixedIn,omitempty"`
+	FixState  FixState    `json:"fixState"`
+}
+
+// Details describe a vulnerability as the database records it.
+type Details struct {
+	ID             string   `json:"id"`
+	Aliases        []string `json:"aliases,omitempty"`
+	Severity       Severity `json:"severity"`
+	CVSS           []CVSS   `json:"cvss,omitempty"`
+	Description    string   `json:"description,omitempty"`
+	Links          []string `json:"links,omitempty"`
+	KnownExploited bool     `json:"knownExploited,omitempty"`
+	EPSS           *EPSS    `json:"epss,omitempty"`
 }
 
 // Package is the vulnerable package of a finding.
@@ -68,8 +75,8 @@ type Package struct {
 	Locations []string `json:"locations,omitempty"`
 }
 
-// Score is the highest CVSS base score of the finding, and false when it has none.
-func (f Finding) Score() (float64, bool) {
+// Score is the highest CVSS base score, and false when there is none.
+func (f Details) Score() (float64, bool) {
 	best, found := 0.0, false
 	for _, c := range f.CVSS {
 		if !found || c.BaseScore > best {
@@ -199,9 +206,8 @@ func (m *Matcher) Match(ctx context.Context, syftJSON []byte) (*Result, error) {
 func findingOf(match models.Match) Finding {
 	v := match.Vulnerability
 	finding := Finding{
-		ID:          v.ID,
-		Severity:    severityOf(v.Severity),
-		Description: v.Description,
+		Details:   describe(v.VulnerabilityMetadata, match.RelatedVulnerabilities),
+		Namespace: v.Namespace,
 		Package: Package{
 			Name: match.Artifact.Name, Version: match.Artifact.Version, Type: string(match.Artifact.Type),
 			PURL: match.Artifact.PURL,
@@ -209,46 +215,94 @@ func findingOf(match models.Match) Finding {
 		FixedIn:  v.Fix.Versions,
 		FixState: fixStateOf(v.Fix.State),
 	}
-	if v.DataSource != "" {
-		finding.Links = append(finding.Links, v.DataSource)
+	for _, related := range match.RelatedVulnerabilities {
+		finding.Related = append(finding.Related, Reference{ID: related.ID, Namespace: related.Namespace})
 	}
-	finding.Links = appendUnique(finding.Links, v.URLs...)
 	for _, location := range match.Artifact.Locations {
 		finding.Package.Locations = appendUnique(finding.Package.Locations, location.RealPath)
 	}
-	metadata := []models.VulnerabilityMetadata{v.VulnerabilityMetadata}
-	for _, related := range match.RelatedVulnerabilities {
-		finding.Aliases = appendUnique(finding.Aliases, related.ID)
-		metadata = append(metadata, related)
+	return finding
+}
+
+// Describe reads the details of a vulnerability from the database, as a match reports them: the
+// vulnerability primary names (its ID and the namespace of the record that matched) and its
+// related records.
+func (m *Matcher) Describe(primary Reference, related []Reference) (Details, error) {
+	metadataOf := func(id string, record Reference) (models.VulnerabilityMetadata, error) {
+		metadata, err := m.provider.VulnerabilityMetadata(vulnerability.Reference{ID: record.ID, Namespace: record.Namespace}) //nolint:staticcheck // grype's own document model reads it so
+		if err != nil {
+			return models.VulnerabilityMetadata{}, fmt.Errorf("reading %s (%s) from the database: %w", record.ID, record.Namespace, err)
+		}
+		return models.NewVulnerabilityMetadata(id, record.Namespace, metadata), nil
 	}
-	for _, m := range metadata {
+	first, err := metadataOf(primary.ID, recordOf(primary, related))
+	if err != nil {
+		return Details{}, err
+	}
+	var others []models.VulnerabilityMetadata
+	for _, ref := range related {
+		other, err := metadataOf(ref.ID, ref)
+		if err != nil {
+			return Details{}, err
+		}
+		others = append(others, other)
+	}
+	return describe(first, others), nil
+}
+
+// recordOf is the database record whose metadata describes a vulnerability: its own, or, when
+// grype reported an advisory by its CVE (--by-cve), the advisory's, which grype keeps as the one
+// related record of the same namespace.
+func recordOf(primary Reference, related []Reference) Reference {
+	if len(related) == 1 && related[0].Namespace == primary.Namespace && related[0].ID != primary.ID &&
+		isCVE(primary.ID) && !isCVE(related[0].ID) {
+		return related[0]
+	}
+	return primary
+}
+
+func isCVE(id string) bool {
+	return strings.HasPrefix(strings.ToLower(id), "cve-")
+}
+
+// describe gathers the details of a vulnerability from its record and its related records.
+func describe(primary models.VulnerabilityMetadata, related []models.VulnerabilityMetadata) Details {
+	details := Details{ID: primary.ID, Severity: severityOf(primary.Severity), Description: primary.Description}
+	if primary.DataSource != "" {
+		details.Links = append(details.Links, primary.DataSource)
+	}
+	details.Links = appendUnique(details.Links, primary.URLs...)
+	for _, r := range related {
+		details.Aliases = appendUnique(details.Aliases, r.ID)
+	}
+	for _, m := range append([]models.VulnerabilityMetadata{primary}, related...) {
 		// The fullest description wins: an advisory's summary is often one line, NVD's a paragraph.
-		if len(m.Description) > len(finding.Description) {
-			finding.Description = m.Description
+		if len(m.Description) > len(details.Description) {
+			details.Description = m.Description
 		}
 		for _, cvss := range m.Cvss {
 			if cvss.Metrics.BaseScore == 0 && cvss.Vector == "" {
 				continue
 			}
-			if slices.ContainsFunc(finding.CVSS, func(c vigilv1alpha1.CVSS) bool {
+			if slices.ContainsFunc(details.CVSS, func(c CVSS) bool {
 				return c.Vector == cvss.Vector && c.Version == cvss.Version && c.BaseScore == cvss.Metrics.BaseScore
 			}) {
 				continue // the same rating from another source of the same vulnerability
 			}
-			finding.CVSS = append(finding.CVSS, vigilv1alpha1.CVSS{
+			details.CVSS = append(details.CVSS, CVSS{
 				Source: cvss.Source, Version: cvss.Version, Vector: cvss.Vector, BaseScore: cvss.Metrics.BaseScore,
 			})
 		}
 		if len(m.KnownExploited) > 0 {
-			finding.KnownExploited = true
+			details.KnownExploited = true
 		}
 		for _, epss := range m.EPSS {
-			if finding.EPSS == nil || epss.EPSS > finding.EPSS.Score {
-				finding.EPSS = &vigilv1alpha1.EPSS{Score: epss.EPSS, Percentile: epss.Percentile, Date: epss.Date}
+			if details.EPSS == nil || epss.EPSS > details.EPSS.Score {
+				details.EPSS = &EPSS{Score: epss.EPSS, Percentile: epss.Percentile, Date: epss.Date}
 			}
 		}
 	}
-	return finding
+	return details
 }
 
 func appendUnique(list []string, values ...string) []string {
@@ -269,23 +323,23 @@ func contains(list []string, value string) bool {
 	return false
 }
 
-func severityOf(word string) vigilv1alpha1.Severity {
-	if severity, ok := vigilv1alpha1.ParseSeverity(word); ok {
+func severityOf(word string) Severity {
+	if severity, ok := ParseSeverity(word); ok {
 		return severity
 	}
-	return vigilv1alpha1.SeverityUnknown
+	return SeverityUnknown
 }
 
-func fixStateOf(state string) vigilv1alpha1.FixState {
+func fixStateOf(state string) FixState {
 	switch strings.ToLower(state) {
 	case string(vulnerability.FixStateFixed):
-		return vigilv1alpha1.FixStateFixed
+		return FixStateFixed
 	case string(vulnerability.FixStateNotFixed):
-		return vigilv1alpha1.FixStateNotFixed
+		return FixStateNotFixed
 	case string(vulnerability.FixStateWontFix):
-		return vigilv1alpha1.FixStateWontFix
+		return FixStateWontFix
 	default:
-		return vigilv1alpha1.FixStateUnknown
+		return FixStateUnknown
 	}
 }
 

@@ -41,6 +41,12 @@ func (s *Store) path(digest string) (string, error) {
 
 // Put stores the SBOM (syft JSON) of digest, replacing any earlier one.
 func (s *Store) Put(digest string, syftJSON []byte) error {
+	return s.PutFrom(digest, bytes.NewReader(syftJSON))
+}
+
+// PutFrom stores the SBOM (syft JSON) that r reads, replacing any earlier one of digest. Nothing
+// is stored when reading r fails: a partial SBOM never replaces a whole one.
+func (s *Store) PutFrom(digest string, r io.Reader) error {
 	path, err := s.path(digest)
 	if err != nil {
 		return err
@@ -51,7 +57,7 @@ func (s *Store) Put(digest string, syftJSON []byte) error {
 	}
 	defer os.Remove(tmp.Name())
 	compressed := gzip.NewWriter(tmp)
-	if _, err := compressed.Write(syftJSON); err != nil {
+	if _, err := io.Copy(compressed, r); err != nil {
 		_ = tmp.Close()
 		return fmt.Errorf("storing the SBOM of %s: %w", digest, err)
 	}
@@ -70,6 +76,39 @@ func (s *Store) Put(digest string, syftJSON []byte) error {
 		return fmt.Errorf("storing the SBOM of %s: %w", digest, err)
 	}
 	return nil
+}
+
+// Delete removes the SBOM of digest; removing one that is not stored is not an error.
+func (s *Store) Delete(digest string) error {
+	path, err := s.path(digest)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing the SBOM of %s: %w", digest, err)
+	}
+	return nil
+}
+
+// Usage lists the digests stored and the bytes they take on disk.
+func (s *Store) Usage() (digests []string, size int64, err error) {
+	entries, err := os.ReadDir(filepath.Join(s.dir, "sha256"))
+	if err != nil {
+		return nil, 0, fmt.Errorf("listing the SBOM store: %w", err)
+	}
+	for _, entry := range entries {
+		hex, ok := strings.CutSuffix(entry.Name(), ".json.gz")
+		if !ok {
+			continue
+		}
+		info, err := entry.Info()
+		if err != nil {
+			continue // removed since it was listed
+		}
+		digests = append(digests, "sha256:"+hex)
+		size += info.Size()
+	}
+	return digests, size, nil
 }
 
 // Get returns the stored SBOM of digest, or an error wrapping ErrNotFound.

@@ -316,3 +316,18 @@ func (s *Store) Close() error {
 	current.users.Wait()
 	return current.provider.Close()
 }
+
+// Built is when the database in use was built; zero when none is loaded.
+func (s *Store) Built() time.Time {
+	return s.Status().Database.Built
+}
+
+// Describe reads a vulnerability's details from the database in use.
+func (s *Store) Describe(primary match.Reference, related []match.Reference) (match.Details, error) {
+	matcher, release, err := s.Acquire()
+	if err != nil {
+		return match.Details{}, err
+	}
+	defer release()
+	return matcher.Describe(primary, related)
+}

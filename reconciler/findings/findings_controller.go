@@ -27,19 +27,21 @@ import (
 	"github.com/vigil-dev/vigil/pkg/digest"
 )
 
-// Reconciler keeps the Vulnerability objects equal to what runs now: it watches Pods, keeps the
-// Index of running containers, and reconciles each Vulnerability by name from the Index.
+// Reconciler keeps the Vulnerability objects equal to what runs now. It watches Pods (the
+// running containers), ImageScans (the findings of each image) and Namespaces, keeps them joined
+// in an Index that a restart rebuilds from the informers before the first reconcile, and
+// reconciles each Vulnerability by name from the Index, with the details the vulnerability
+// database records.
 type Reconciler struct {
 	Client client.Client
 	Index  *Index
+	// Describer reads vulnerability details from the vulnerability database.
+	Describer Describer
 	// IgnoreNamespace is Vigil's own namespace, whose pods are not reported.
 	IgnoreNamespace string
 	// RefreshInterval is how often a workload's lastDetected is renewed while it runs; between
 	// renewals an unchanged cluster causes no writes.
 	RefreshInterval time.Duration
-	// Ready tells whether the findings of every scanned image are in the Index; until then no
-	// Vulnerability is changed, so that a restart does not delete findings it has not loaded yet.
-	Ready func(ctx context.Context) (bool, error)
 
 	// changed carries Vulnerability names whose inputs changed.
 	changed chan event.TypedGenericEvent[*vigilv1alpha1.Vulnerability]
@@ -49,6 +51,7 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=vigil.dev,resources=vulnerabilities/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch
+// +kubebuilder:rbac:groups=vigil.dev,resources=imagescans,verbs=get;list;watch
 
 // SetupWithManager registers the reconciler and its watches.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -78,14 +81,41 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 				r.namespaceChanged(ctx, e.Object.GetName(), q)
 			},
 		}).
+		Watches(&vigilv1alpha1.ImageScan{}, handler.TypedFuncs[client.Object, reconcile.Request]{
+			CreateFunc: func(_ context.Context, e event.TypedCreateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				r.imageScanChanged(e.Object, q)
+			},
+			UpdateFunc: func(_ context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				r.imageScanChanged(e.ObjectNew, q)
+			},
+			DeleteFunc: func(_ context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				if scan, ok := e.Object.(*vigilv1alpha1.ImageScan); ok && scan.Spec.Digest != "" {
+					enqueue(q, r.Index.RemoveImage(scan.Spec.Digest))
+				}
+			},
+		}).
 		WatchesRawSource(source.Channel(r.changed, &handler.TypedEnqueueRequestForObject[*vigilv1alpha1.Vulnerability]{})).
 		Complete(r)
 }
 
-// Changed asks the reconciler to look at these Vulnerabilities again; the scan reconciler
-// calls it when an image's findings change.
-func (r *Reconciler) Changed(names []string) {
-	for _, name := range names {
+// imageScanChanged records the findings of an image once it was matched; they stay while it is
+// scanned again.
+func (r *Reconciler) imageScanChanged(object client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	scan, ok := object.(*vigilv1alpha1.ImageScan)
+	if !ok || scan.Spec.Digest == "" || scan.Status.Database == nil {
+		return
+	}
+	reference := ""
+	if len(scan.Spec.References) > 0 {
+		reference = scan.Spec.References[0].Image
+	}
+	enqueue(q, r.Index.SetImage(scan.Spec.Digest, reference, scan.Status.Vulnerabilities))
+}
+
+// DatabaseChanged asks the reconciler to look at every Vulnerability again: their details come
+// from the database.
+func (r *Reconciler) DatabaseChanged() {
+	for _, name := range r.Index.Names() {
 		vulnerability := &vigilv1alpha1.Vulnerability{}
 		vulnerability.Name = name
 		r.changed <- event.TypedGenericEvent[*vigilv1alpha1.Vulnerability]{Object: vulnerability}
@@ -204,11 +234,8 @@ func (r *Reconciler) workloadOf(ctx context.Context, pod *corev1.Pod) (Workload,
 // Reconcile makes one Vulnerability equal to what runs now: created when the first vulnerable
 // container runs, updated as containers start and stop, deleted when none is left.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	if ready, err := r.Ready(ctx); err != nil || !ready {
-		return ctrl.Result{RequeueAfter: 500 * time.Millisecond}, err
-	}
 	now := time.Now().Truncate(time.Second)
-	desired := r.Index.Desired(req.Name, metav1.NewTime(now))
+	desired := r.Index.Desired(req.Name, metav1.NewTime(now), r.Describer)
 	current := &vigilv1alpha1.Vulnerability{}
 	err := r.Client.Get(ctx, req.NamespacedName, current)
 	if err != nil && !apierrors.IsNotFound(err) {

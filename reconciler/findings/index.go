@@ -26,16 +26,18 @@ type RunningContainer struct {
 	Container string
 }
 
-// image is what is known of one image digest: a reference that names it and its findings.
+// image is what is known of one image digest: a reference that names it and its findings, as
+// its ImageScan lists them.
 type image struct {
 	reference string
-	findings  []match.Finding
+	findings  []vigilv1alpha1.ImageVulnerability
 }
 
-// Index joins the containers that run now with the findings of their images. The scan
-// reconciler publishes findings with SetImage; the pod watch publishes running containers with
-// SetPod and RemovePod. Every change returns the names of the Vulnerabilities it affects.
-// It is safe for concurrent use.
+// Index joins the containers that run now with the findings of their images. It is a cache of
+// the API: the ImageScan watch publishes findings with SetImage and RemoveImage, the pod watch
+// running containers with SetPod and RemovePod, and a restarted manager fills it again from its
+// informers before it reconciles anything. Every change returns the names of the
+// Vulnerabilities it affects. It is safe for concurrent use.
 type Index struct {
 	mu            sync.RWMutex
 	pods          map[types.NamespacedName][]RunningContainer
@@ -86,8 +88,26 @@ func (x *Index) RemovePod(pod types.NamespacedName) []string {
 	return x.SetPod(pod, nil)
 }
 
+// RemoveImage forgets the findings of an image digest.
+func (x *Index) RemoveImage(digest string) []string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	affected := x.namesOfDigestLocked(digest)
+	for _, name := range affected {
+		delete(x.digestsByName[name], digest)
+		if len(x.digestsByName[name]) == 0 {
+			delete(x.digestsByName, name)
+		}
+	}
+	delete(x.images, digest)
+	if len(x.podsByDigest[digest]) == 0 {
+		return nil
+	}
+	return affected
+}
+
 // SetImage records the findings of an image digest, and a reference that names it.
-func (x *Index) SetImage(digest, reference string, findings []match.Finding) []string {
+func (x *Index) SetImage(digest, reference string, findings []vigilv1alpha1.ImageVulnerability) []string {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	affected := x.namesOfDigestLocked(digest)
@@ -109,14 +129,6 @@ func (x *Index) SetImage(digest, reference string, findings []match.Finding) []s
 		return nil // nothing runs the image: no Vulnerability changes
 	}
 	return mergeNames(affected, x.namesOfDigestLocked(digest))
-}
-
-// HasImage tells whether findings of digest were published.
-func (x *Index) HasImage(digest string) bool {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	_, ok := x.images[digest]
-	return ok
 }
 
 // Names lists every Vulnerability name that some running container has.
@@ -160,9 +172,15 @@ func mergeNames(a, b []string) []string {
 	return a
 }
 
+// Describer reads a vulnerability's details from the vulnerability database.
+type Describer interface {
+	Describe(primary match.Reference, related []match.Reference) (match.Details, error)
+}
+
 // Desired is the status the Vulnerability name should have now, or nil when no running
-// container has it. Workloads are detected at now.
-func (x *Index) Desired(name string, now metav1.Time) *vigilv1alpha1.VulnerabilityStatus {
+// container has it. Workloads are detected at now; the details come from describer, or from the
+// findings alone when the database cannot tell.
+func (x *Index) Desired(name string, now metav1.Time, describer Describer) *vigilv1alpha1.VulnerabilityStatus {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	var digests []string
@@ -177,7 +195,7 @@ func (x *Index) Desired(name string, now metav1.Time) *vigilv1alpha1.Vulnerabili
 	slices.Sort(digests)
 
 	status := &vigilv1alpha1.VulnerabilityStatus{}
-	var findings []match.Finding
+	var findings []vigilv1alpha1.ImageVulnerability
 	for _, digest := range digests {
 		img := x.images[digest]
 		for _, f := range img.findings {
@@ -190,7 +208,7 @@ func (x *Index) Desired(name string, now metav1.Time) *vigilv1alpha1.Vulnerabili
 			status.Images = append(status.Images, vigilv1alpha1.AffectedImage{Image: vigilv1alpha1.Truncate(img.reference, 512), Digest: digest})
 		}
 	}
-	status.Details = details(findings)
+	status.Details = details(findings, describer)
 
 	workloads := map[vigilv1alpha1.AffectedWorkload]struct{}{}
 	for _, digest := range digests {
@@ -226,42 +244,60 @@ func compareWorkloads(a, b vigilv1alpha1.AffectedWorkload) int {
 	)
 }
 
-// details describes the vulnerability from its findings (the same ID in one or more packages
-// and images).
-func details(findings []match.Finding) vigilv1alpha1.VulnerabilityDetails {
+// details describes the vulnerability: what the database records of it, and the packages of
+// its findings (the same ID in one or more packages and images).
+func details(findings []vigilv1alpha1.ImageVulnerability, describer Describer) vigilv1alpha1.VulnerabilityDetails {
 	first := findings[0]
+	described := match.Details{ID: first.ID, Severity: match.Severity(first.Severity)}
+	for _, related := range first.Related {
+		described.Aliases = append(described.Aliases, related.ID)
+	}
+	if describer != nil {
+		related := make([]match.Reference, 0, len(first.Related))
+		for _, r := range first.Related {
+			related = append(related, match.Reference{ID: r.ID, Namespace: r.Namespace})
+		}
+		if found, err := describer.Describe(match.Reference{ID: first.ID, Namespace: first.Namespace}, related); err == nil {
+			described = found
+		}
+	}
 	d := vigilv1alpha1.VulnerabilityDetails{
 		ID:             vigilv1alpha1.Truncate(first.ID, 128),
-		Severity:       first.Severity,
-		SeverityRank:   first.Severity.Rank(),
-		KnownExploited: first.KnownExploited,
-		EPSS:           first.EPSS,
-		Description:    vigilv1alpha1.Truncate(first.Description, 2048),
+		Severity:       vigilv1alpha1.Severity(described.Severity),
+		KnownExploited: described.KnownExploited,
+		Description:    vigilv1alpha1.Truncate(described.Description, 2048),
 	}
-	for _, alias := range first.Aliases {
+	if _, ok := vigilv1alpha1.ParseSeverity(string(d.Severity)); !ok {
+		d.Severity = first.Severity
+	}
+	d.SeverityRank = d.Severity.Rank()
+	if described.EPSS != nil {
+		d.EPSS = &vigilv1alpha1.EPSS{Score: described.EPSS.Score, Percentile: described.EPSS.Percentile, Date: vigilv1alpha1.Truncate(described.EPSS.Date, 32)}
+	}
+	for _, alias := range described.Aliases {
 		if len(d.Aliases) < 32 {
 			d.Aliases = append(d.Aliases, vigilv1alpha1.Truncate(alias, 128))
 		}
 	}
-	for _, link := range first.Links {
+	for _, link := range described.Links {
 		if len(d.Links) < 16 {
 			d.Links = append(d.Links, vigilv1alpha1.Truncate(link, 1024))
 		}
 	}
-	for _, c := range first.CVSS {
+	for _, c := range described.CVSS {
 		if len(d.CVSS) < 8 {
 			d.CVSS = append(d.CVSS, vigilv1alpha1.CVSS{
 				Source: vigilv1alpha1.Truncate(c.Source, 128), Version: vigilv1alpha1.Truncate(c.Version, 16), Vector: vigilv1alpha1.Truncate(c.Vector, 256), BaseScore: c.BaseScore,
 			})
 		}
 	}
-	if score, ok := first.Score(); ok {
+	if score, ok := described.Score(); ok {
 		d.Score = &score
 	}
 	d.Rank = vigilv1alpha1.RankOf(d.Severity, d.Score)
 	seen := map[string]bool{}
 	for _, f := range findings {
-		key := f.Package.Type + "\x00" + f.Package.Name + "\x00" + f.Package.Version
+		key := f.Type + "\x00" + f.Package + "\x00" + f.Installed
 		if seen[key] {
 			continue
 		}
@@ -270,16 +306,10 @@ func details(findings []match.Finding) vigilv1alpha1.VulnerabilityDetails {
 			continue
 		}
 		pkg := vigilv1alpha1.VulnerablePackage{
-			Name: vigilv1alpha1.Truncate(f.Package.Name, 256), Type: vigilv1alpha1.Truncate(f.Package.Type, 64), Installed: vigilv1alpha1.Truncate(f.Package.Version, 128),
-			FixState: f.FixState, PURL: vigilv1alpha1.Truncate(f.Package.PURL, 1024),
+			Name: f.Package, Type: f.Type, Installed: f.Installed, FixState: f.FixState, Location: f.Location,
 		}
-		if len(f.Package.Locations) > 0 {
-			pkg.Location = vigilv1alpha1.Truncate(f.Package.Locations[0], 1024)
-		}
-		for _, v := range f.FixedIn {
-			if len(pkg.FixedIn) < 8 {
-				pkg.FixedIn = append(pkg.FixedIn, vigilv1alpha1.Truncate(v, 128))
-			}
+		if f.FixedIn != "" {
+			pkg.FixedIn = []string{f.FixedIn}
 		}
 		d.Packages = append(d.Packages, pkg)
 	}

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -29,11 +30,9 @@ import (
 	"github.com/vigil-dev/vigil/pkg/executor"
 	"github.com/vigil-dev/vigil/pkg/match"
 	"github.com/vigil-dev/vigil/pkg/sbom"
-	"github.com/vigil-dev/vigil/pkg/sbomstore"
-	"github.com/vigil-dev/vigil/pkg/vulndb"
 )
 
-// Reasons of the Resolved and Scanned conditions, and of the ImageScan's events.
+// Reasons of the Resolved, Scanned and SBOMStored conditions, and of the ImageScan's events.
 const (
 	ReasonResolved             = "Resolved"
 	ReasonAuthenticationFailed = "AuthenticationFailed"
@@ -43,37 +42,54 @@ const (
 	ReasonDatabaseNotReady     = "DatabaseNotReady"
 	ReasonScanning             = "Scanning"
 	ReasonRetryScheduled       = "RetryScheduled"
+	ReasonAttemptLost          = "AttemptLost"
 	ReasonScanFailed           = "ScanFailed"
 	ReasonTooLarge             = "TooLarge"
 	ReasonOOMKilled            = "OOMKilled"
+	ReasonStored               = "Stored"
+	ReasonSBOMNotStored        = "SBOMNotStored"
+	ReasonRescan               = "Rescan"
 	ReasonMatched              = "Matched"
 	ReasonMatchFailed          = "MatchFailed"
+	ReasonMatchOutOfMemory     = "MatchOutOfMemory"
 )
 
-// FindingsPublisher receives the findings of every scanned image.
-type FindingsPublisher interface {
-	// SetImage publishes the findings of digest and returns the Vulnerability names they affect.
-	SetImage(digest, reference string, findings []match.Finding) []string
-	// HasImage tells whether findings of digest were published.
-	HasImage(digest string) bool
+// maxMatchAttempts is how many matches of one SBOM may start without finishing (the manager
+// died while matching, most likely for its memory) before the image ends TooLarge.
+const maxMatchAttempts = 3
+
+// SBOMStore is the part of the SBOM store the scan reconciler uses.
+type SBOMStore interface {
+	Has(digest string) bool
+	Get(digest string) ([]byte, error)
+}
+
+// Database is the vulnerability database the SBOMs are matched against.
+type Database interface {
+	// Built is when the database in use was built; zero when none is loaded.
+	Built() time.Time
+	// Acquire returns a Matcher of the database in use and the function that releases it.
+	Acquire() (*match.Matcher, func(), error)
 }
 
 // Reconciler scans each image digest once. It resolves recorded references to digests with the
-// pull credentials of the namespaces that use them, hands each digest to the Executor once,
-// matches the stored SBOM against the vulnerability database (again after every database
-// swap, without pulling the image), records the result on the ImageScan, and publishes the
-// findings to the Vulnerability reconciler.
+// pull credentials of the workloads that use them, starts one scan attempt at a time per digest
+// when the Dispatcher grants a slot, and matches the stored SBOM against the vulnerability
+// database. Every step's outcome is written on the ImageScan's status before the next step
+// starts: a restarted or new leader continues from the API alone, and repeats at most the
+// attempt that was in flight.
 type Reconciler struct {
 	Client client.Client
-	// APIReader reads pull secrets and service accounts one at a time, uncached.
-	APIReader client.Reader
-	Events    events.EventRecorder
-	Executor  executor.Executor
-	SBOMs     *sbomstore.Store
-	Database  *vulndb.Store
-	Findings  FindingsPublisher
-	// Changed asks the Vulnerability reconciler to look at names again.
-	Changed func(names []string)
+	// APIReader reads workloads, service accounts and pull secrets one at a time, and
+	// ImageScans whose cached copy may be behind, from the API server.
+	APIReader  client.Reader
+	Events     events.EventRecorder
+	Executor   executor.Executor
+	SBOMs      SBOMStore
+	Database   Database
+	Dispatcher *Dispatcher
+	// Matches bounds the matches that run at once, first matches before re-matches.
+	Matches *Gate
 	// Registry configures registry access (plain HTTP, certificates, timeout) for resolving.
 	Registry sbom.Options
 	// MaxAttempts bounds the scan attempts of a digest; RetryBackoff is the wait after the first
@@ -82,21 +98,32 @@ type Reconciler struct {
 	RetryBackoff    time.Duration
 	MaxRetryBackoff time.Duration
 
-	// wake carries ImageScans to look at again: a finished scan, a database swap.
-	wake chan event.TypedGenericEvent[*vigilv1alpha1.ImageScan]
+	// granted carries ImageScans that the Dispatcher granted a slot.
+	granted chan event.TypedGenericEvent[*vigilv1alpha1.ImageScan]
 }
 
 // +kubebuilder:rbac:groups=vigil.dev,resources=imagescans,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=vigil.dev,resources=imagescans/status,verbs=get;update;patch
 
-// SetupWithManager registers the reconciler; with watchJobs it also watches the scan Jobs of the
-// job executor, through the metadata-only cache of Jobs that workload resolution uses too.
+// SetupWithManager registers the reconciler and its Dispatcher; with watchJobs it also watches
+// the scan Jobs of the job executor, through the metadata-only cache of Jobs that workload
+// resolution uses too.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, watchJobs bool) error {
-	r.wake = make(chan event.TypedGenericEvent[*vigilv1alpha1.ImageScan], 1024)
+	r.granted = make(chan event.TypedGenericEvent[*vigilv1alpha1.ImageScan], 1024)
+	r.Dispatcher.Due = r.due
+	r.Dispatcher.wake = make(chan struct{}, 1)
+	r.Dispatcher.start = func(name string) {
+		scan := &vigilv1alpha1.ImageScan{}
+		scan.Name = name
+		r.granted <- event.TypedGenericEvent[*vigilv1alpha1.ImageScan]{Object: scan}
+	}
+	if err := mgr.Add(r.Dispatcher); err != nil {
+		return fmt.Errorf("adding the scan dispatcher: %w", err)
+	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("imagescans").
 		For(&vigilv1alpha1.ImageScan{}).
-		WatchesRawSource(source.Channel(r.wake, &handler.TypedEnqueueRequestForObject[*vigilv1alpha1.ImageScan]{}))
+		WatchesRawSource(source.Channel(r.granted, &handler.TypedEnqueueRequestForObject[*vigilv1alpha1.ImageScan]{}))
 	if watchJobs {
 		b = b.Watches(&batchv1.Job{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, job client.Object) []reconcile.Request {
 			digest := job.GetAnnotations()[executor.DigestAnnotation]
@@ -107,27 +134,6 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, watchJobs bool) error {
 		}), builder.OnlyMetadata)
 	}
 	return b.Complete(r)
-}
-
-// Wake asks the reconciler to look at the ImageScan of digest again; the executor calls it when
-// a scan ends.
-func (r *Reconciler) Wake(digest string) {
-	scan := &vigilv1alpha1.ImageScan{}
-	scan.Name = vigilv1alpha1.ImageScanName(digest)
-	r.wake <- event.TypedGenericEvent[*vigilv1alpha1.ImageScan]{Object: scan}
-}
-
-// WakeAll asks the reconciler to look at every ImageScan again; it runs after a database swap,
-// so that every stored SBOM is matched against the new database.
-func (r *Reconciler) WakeAll(ctx context.Context) error {
-	scans := &vigilv1alpha1.ImageScanList{}
-	if err := r.Client.List(ctx, scans); err != nil {
-		return fmt.Errorf("listing ImageScans: %w", err)
-	}
-	for i := range scans.Items {
-		r.wake <- event.TypedGenericEvent[*vigilv1alpha1.ImageScan]{Object: &scans.Items[i]}
-	}
-	return nil
 }
 
 // Reconcile moves one ImageScan forward.
@@ -142,120 +148,39 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if scan.Spec.Digest == "" {
 		return r.resolve(ctx, scan)
 	}
-	return r.scan(ctx, scan)
+	switch scan.Status.Phase {
+	case vigilv1alpha1.ImageScanFailed, vigilv1alpha1.ImageScanTooLarge:
+		if scannedCondition(scan).ObservedGeneration == scan.Generation {
+			return ctrl.Result{}, nil
+		}
+		// New references since the final failure (another namespace, new pull secrets): a
+		// fresh series of attempts.
+		status := scan.Status.DeepCopy()
+		status.Phase = vigilv1alpha1.ImageScanPending
+		status.Attempts = 0
+		status.MatchAttempts = 0
+		setCondition(status, scan, vigilv1alpha1.ConditionScanned, metav1.ConditionFalse, ReasonRetryScheduled, "The image's references changed")
+		return ctrl.Result{}, r.writeStatus(ctx, scan, status)
+	case vigilv1alpha1.ImageScanScanned:
+		return ctrl.Result{}, nil // a new database is the Rematcher's
+	case vigilv1alpha1.ImageScanScanning:
+		return r.scanning(ctx, scan)
+	default:
+		return r.pending(ctx, scan)
+	}
 }
 
-// resolve resolves a recorded reference to its digest, moves its references to the digest's
-// ImageScan and deletes the reference's own.
-func (r *Reconciler) resolve(ctx context.Context, scan *vigilv1alpha1.ImageScan) (ctrl.Result, error) {
-	if scan.Status.Phase == vigilv1alpha1.ImageScanFailed && resolvedCondition(scan).ObservedGeneration == scan.Generation {
-		return ctrl.Result{}, nil
-	}
-	if wait := r.retryWait(scan); wait > 0 {
+// pending starts an attempt once the retry wait is over and the Dispatcher grants a slot.
+func (r *Reconciler) pending(ctx context.Context, scan *vigilv1alpha1.ImageScan) (ctrl.Result, error) {
+	if wait := r.retryWait(scan, time.Now()); wait > 0 {
 		return ctrl.Result{RequeueAfter: wait}, nil
 	}
-	var failures []error
-	resolved := ""
-	for _, reference := range scan.Spec.References {
-		options := r.Registry
-		options.Credentials = r.credentials(ctx, reference)
-		digest, err := sbom.Resolve(ctx, reference.Image, options)
-		if err != nil {
-			failures = append(failures, err)
-			continue
-		}
-		resolved = digest
-		break
-	}
-	if resolved == "" {
-		return r.resolveFailed(ctx, scan, errors.Join(failures...))
-	}
-
-	target := &vigilv1alpha1.ImageScan{}
-	err := r.Client.Get(ctx, client.ObjectKey{Name: vigilv1alpha1.ImageScanName(resolved)}, target)
-	switch {
-	case apierrors.IsNotFound(err):
-		target = &vigilv1alpha1.ImageScan{
-			ObjectMeta: metav1.ObjectMeta{Name: vigilv1alpha1.ImageScanName(resolved)},
-			Spec:       vigilv1alpha1.ImageScanSpec{Digest: resolved, References: scan.Spec.References},
-		}
-		if err := r.Client.Create(ctx, target); err != nil {
-			return ctrl.Result{}, fmt.Errorf("creating ImageScan %s: %w", target.Name, err)
-		}
-	case err != nil:
-		return ctrl.Result{}, fmt.Errorf("reading ImageScan %s: %w", target.Name, err)
-	default:
-		changed := false
-		for _, reference := range scan.Spec.References {
-			changed = target.Spec.AddReference(reference) || changed
-		}
-		if changed {
-			if err := r.Client.Update(ctx, target); err != nil {
-				return ctrl.Result{}, fmt.Errorf("adding references to ImageScan %s: %w", target.Name, err)
-			}
-		}
-	}
-	r.Events.Eventf(target, nil, corev1.EventTypeNormal, ReasonResolved, "Resolve", "Resolved %s to %s", scan.Spec.References[0].Image, resolved)
-	if err := r.Client.Delete(ctx, scan); client.IgnoreNotFound(err) != nil {
-		return ctrl.Result{}, fmt.Errorf("deleting the resolved ImageScan %s: %w", scan.Name, err)
-	}
-	log.FromContext(ctx).V(1).Info("Resolved image reference", "image", scan.Spec.References[0].Image, "digest", resolved)
-	return ctrl.Result{}, nil
-}
-
-func (r *Reconciler) resolveFailed(ctx context.Context, scan *vigilv1alpha1.ImageScan, err error) (ctrl.Result, error) {
-	reason := failureReason(err, ReasonResolveFailed)
-	status := scan.Status.DeepCopy()
-	if resolvedCondition(scan).ObservedGeneration != scan.Generation {
-		status.Attempts = 0 // new references since the last failure: a fresh series of attempts
-	}
-	status.Attempts++
-	now := metav1.NewTime(time.Now())
-	status.LastAttemptTime = &now
-	final := status.Attempts >= r.MaxAttempts
-	status.Phase = vigilv1alpha1.ImageScanPending
-	if final {
-		status.Phase = vigilv1alpha1.ImageScanFailed
-	}
-	meta.SetStatusCondition(&status.Conditions, metav1.Condition{
-		Type: vigilv1alpha1.ConditionResolved, Status: metav1.ConditionFalse, Reason: reason,
-		Message: oneLine(err.Error(), 1000), ObservedGeneration: scan.Generation,
-	})
-	if err := r.writeStatus(ctx, scan, status); err != nil {
-		return ctrl.Result{}, err
-	}
-	r.Events.Eventf(scan, nil, corev1.EventTypeWarning, reason, "Resolve", "Could not resolve %s: %s", scan.Spec.References[0].Image, oneLine(err.Error(), 500))
-	if final {
-		// A new reference (new pull secrets, another namespace) changes the spec and tries again.
+	if !r.Dispatcher.Take(scan.Name) {
+		r.Dispatcher.Trigger()
 		return ctrl.Result{}, nil
 	}
-	return ctrl.Result{RequeueAfter: r.backoff(status.Attempts)}, nil
-}
-
-// scan moves a digest's ImageScan forward: match a stored SBOM, record a finished scan, or
-// start one.
-func (r *Reconciler) scan(ctx context.Context, scan *vigilv1alpha1.ImageScan) (ctrl.Result, error) {
 	digest := scan.Spec.Digest
-	if outcome, ok := r.Executor.TakeOutcome(ctx, digest); ok && outcome.Err != nil {
-		return r.scanFailed(ctx, scan, outcome.Err)
-	}
-	if r.SBOMs.Has(digest) {
-		return r.match(ctx, scan)
-	}
-	final := scan.Status.Phase == vigilv1alpha1.ImageScanFailed || scan.Status.Phase == vigilv1alpha1.ImageScanTooLarge
-	if final && scannedCondition(scan).ObservedGeneration == scan.Generation {
-		return ctrl.Result{}, nil
-	}
-	if r.Executor.Running(ctx, digest) {
-		return ctrl.Result{}, nil
-	}
-	if scannedCondition(scan).Reason == ReasonRetryScheduled {
-		if wait := r.retryWait(scan); wait > 0 {
-			return ctrl.Result{RequeueAfter: wait}, nil
-		}
-	}
-
-	request := executor.Request{Digest: digest}
+	request := executor.Request{Digest: digest, Attempt: scan.Status.Attempts + 1}
 	for _, reference := range scan.Spec.References {
 		pinned, err := sbom.PinnedReference(reference.Image, digest)
 		if err != nil {
@@ -264,41 +189,154 @@ func (r *Reconciler) scan(ctx context.Context, scan *vigilv1alpha1.ImageScan) (c
 		request.Images = append(request.Images, executor.PinnedImage{Reference: pinned, Credentials: r.credentials(ctx, reference)})
 	}
 	if len(request.Images) == 0 {
-		return r.scanFailed(ctx, scan, fmt.Errorf("no valid reference names %s", digest))
+		status := scan.Status.DeepCopy()
+		status.Phase = vigilv1alpha1.ImageScanFailed
+		setCondition(status, scan, vigilv1alpha1.ConditionScanned, metav1.ConditionFalse, ReasonScanFailed,
+			fmt.Sprintf("No valid reference names %s", digest))
+		return ctrl.Result{}, r.writeStatus(ctx, scan, status)
 	}
-	if err := r.Executor.Submit(ctx, request); err != nil {
-		return ctrl.Result{}, fmt.Errorf("starting the scan of %s: %w", digest, err)
-	}
+
+	// The attempt is written before it starts: whoever reconciles next knows it is in flight.
 	status := scan.Status.DeepCopy()
 	status.Phase = vigilv1alpha1.ImageScanScanning
-	if scan.Status.Phase == vigilv1alpha1.ImageScanFailed || scan.Status.Phase == vigilv1alpha1.ImageScanTooLarge {
-		status.Attempts = 0 // the spec changed since the final failure: a fresh series of attempts
-	}
-	status.Attempts++
+	status.Attempts = request.Attempt
 	now := metav1.NewTime(time.Now())
 	status.LastAttemptTime = &now
-	meta.SetStatusCondition(&status.Conditions, metav1.Condition{
-		Type: vigilv1alpha1.ConditionScanned, Status: metav1.ConditionFalse, Reason: ReasonScanning,
-		Message: fmt.Sprintf("Attempt %d of %d", status.Attempts, r.MaxAttempts), ObservedGeneration: scan.Generation,
-	})
+	setCondition(status, scan, vigilv1alpha1.ConditionSBOMStored, metav1.ConditionFalse, ReasonScanning,
+		fmt.Sprintf("Attempt %d of %d", request.Attempt, r.MaxAttempts))
+	if scan.Status.Database == nil {
+		setCondition(status, scan, vigilv1alpha1.ConditionScanned, metav1.ConditionFalse, ReasonScanning,
+			fmt.Sprintf("Attempt %d of %d", request.Attempt, r.MaxAttempts))
+	}
 	if err := r.writeStatus(ctx, scan, status); err != nil {
 		return ctrl.Result{}, err
 	}
-	r.Events.Eventf(scan, nil, corev1.EventTypeNormal, ReasonScanning, "Scan", "Scanning %s (attempt %d)", request.Images[0].Reference, status.Attempts)
+	if err := r.Executor.Submit(ctx, request); err != nil {
+		// The attempt is written and will be found lost, then tried again.
+		return ctrl.Result{}, fmt.Errorf("starting the scan of %s: %w", digest, err)
+	}
+	scanAttempts.Inc()
+	r.Events.Eventf(scan, nil, corev1.EventTypeNormal, ReasonScanning, "Scan", "Scanning %s (attempt %d)", request.Images[0].Reference, request.Attempt)
 	return ctrl.Result{}, nil
 }
 
-func (r *Reconciler) scanFailed(ctx context.Context, scan *vigilv1alpha1.ImageScan, err error) (ctrl.Result, error) {
-	reason := failureReason(err, ReasonScanFailed)
+// scanning follows the attempt in flight: match its SBOM once stored, or find it lost.
+func (r *Reconciler) scanning(ctx context.Context, scan *vigilv1alpha1.ImageScan) (ctrl.Result, error) {
+	if meta.IsStatusConditionTrue(scan.Status.Conditions, vigilv1alpha1.ConditionSBOMStored) {
+		if r.SBOMs.Has(scan.Spec.Digest) {
+			return r.match(ctx, scan, true)
+		}
+		// The SBOM went to a replica that is gone: scan again.
+		return ctrl.Result{}, r.requeueAttempt(ctx, scan, ReasonSBOMNotStored, "The scan's SBOM is not in this replica's store; scanning again", false)
+	}
+	state, err := r.Executor.Check(ctx, scan.Spec.Digest, scan.Status.Attempts)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	switch state {
+	case executor.Running:
+		// The outcome is recorded on the status, which brings the ImageScan back here; a
+		// periodic look catches an executor that ends without one.
+		return ctrl.Result{RequeueAfter: time.Minute}, nil
+	case executor.Ended:
+		// Its outcome is recorded, or the cached copy is behind: look at the API server's.
+		fresh := &vigilv1alpha1.ImageScan{}
+		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(scan), fresh); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+		if fresh.ResourceVersion != scan.ResourceVersion {
+			return ctrl.Result{RequeueAfter: time.Second}, nil
+		}
+	}
+	// Lost: the replica that ran it died, or its Job is gone.
+	return ctrl.Result{}, r.requeueAttempt(ctx, scan, ReasonAttemptLost,
+		fmt.Sprintf("Attempt %d ended without an outcome; scanning again", scan.Status.Attempts), true)
+}
+
+// requeueAttempt moves a Scanning ImageScan back to Pending, so that the Dispatcher starts
+// another attempt; counted says whether the lost attempt counts against MaxAttempts.
+func (r *Reconciler) requeueAttempt(ctx context.Context, scan *vigilv1alpha1.ImageScan, reason, message string, counted bool) error {
 	status := scan.Status.DeepCopy()
-	now := metav1.NewTime(time.Now())
-	status.LastAttemptTime = &now
+	status.Phase = vigilv1alpha1.ImageScanPending
+	if !counted {
+		status.Attempts--
+	}
+	if status.Attempts >= r.MaxAttempts {
+		status.Phase = vigilv1alpha1.ImageScanFailed
+		reason = ReasonScanFailed
+		message = fmt.Sprintf("%s; no attempt left after %d", message, status.Attempts)
+	}
+	status.LastAttemptTime = nil // no wait: nothing failed that waiting would mend
+	setCondition(status, scan, vigilv1alpha1.ConditionSBOMStored, metav1.ConditionFalse, reason, message)
+	if status.Phase == vigilv1alpha1.ImageScanFailed || scan.Status.Database == nil {
+		setCondition(status, scan, vigilv1alpha1.ConditionScanned, metav1.ConditionFalse, reason, message)
+	}
+	scansLost.Inc()
+	log.FromContext(ctx).Info("Scanning an image again", "imageScan", klog.KObj(scan), "reason", reason)
+	return r.writeStatus(ctx, scan, status)
+}
+
+// RecordOutcome persists the outcome of a scan attempt on its ImageScan: the executors and the
+// report handler call it before they acknowledge anything. An outcome of an attempt that is not
+// the one in flight is refused with executor.ErrStaleAttempt.
+func (r *Reconciler) RecordOutcome(ctx context.Context, outcome executor.Outcome) error {
+	var recorded *vigilv1alpha1.ImageScan
+	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		scan := &vigilv1alpha1.ImageScan{}
+		if err := r.APIReader.Get(ctx, client.ObjectKey{Name: vigilv1alpha1.ImageScanName(outcome.Digest)}, scan); err != nil {
+			if apierrors.IsNotFound(err) {
+				return executor.ErrStaleAttempt
+			}
+			return fmt.Errorf("reading the ImageScan of %s: %w", outcome.Digest, err)
+		}
+		if scan.Status.Phase != vigilv1alpha1.ImageScanScanning || scan.Status.Attempts != outcome.Attempt ||
+			meta.IsStatusConditionTrue(scan.Status.Conditions, vigilv1alpha1.ConditionSBOMStored) {
+			return executor.ErrStaleAttempt
+		}
+		status := r.outcomeStatus(scan, outcome, time.Now())
+		scan.Status = *status
+		if err := r.Client.Status().Update(ctx, scan); err != nil {
+			return err
+		}
+		recorded = scan
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	scanOutcomes.WithLabelValues(outcomeLabel(recorded)).Inc()
+	if outcome.Err != nil {
+		r.Events.Eventf(recorded, nil, corev1.EventTypeWarning, scannedCondition(recorded).Reason, "Scan", "Scan attempt %d failed: %s",
+			outcome.Attempt, oneLine(outcome.Err.Error(), 500))
+	}
+	return nil
+}
+
+// outcomeStatus is the status of scan once outcome is recorded.
+func (r *Reconciler) outcomeStatus(scan *vigilv1alpha1.ImageScan, outcome executor.Outcome, now time.Time) *vigilv1alpha1.ImageScanStatus {
+	status := scan.Status.DeepCopy()
+	at := metav1.NewTime(now)
+	if outcome.Err == nil {
+		setCondition(status, scan, vigilv1alpha1.ConditionSBOMStored, metav1.ConditionTrue, ReasonStored,
+			fmt.Sprintf("Attempt %d stored the SBOM", outcome.Attempt))
+		if status.SBOM == nil {
+			status.SBOM = &vigilv1alpha1.SBOMSummary{}
+		}
+		if outcome.ImageSize > 0 {
+			status.SBOM.ImageSize = outcome.ImageSize
+		}
+		scanned := metav1.NewTime(now.Truncate(time.Second))
+		status.ScanTime = &scanned
+		return status
+	}
+	status.LastAttemptTime = &at
+	reason := failureReason(outcome.Err, ReasonScanFailed)
 	var tooLarge *sbom.TooLargeError
 	var oomKilled *executor.OOMKilledError
 	switch {
-	case errors.As(err, &tooLarge):
+	case errors.As(outcome.Err, &tooLarge):
 		status.Phase = vigilv1alpha1.ImageScanTooLarge
-	case errors.As(err, &oomKilled):
+	case errors.As(outcome.Err, &oomKilled):
 		status.Phase = vigilv1alpha1.ImageScanTooLarge
 		reason = ReasonOOMKilled
 	case status.Attempts >= r.MaxAttempts || reason == ReasonAuthenticationFailed:
@@ -307,107 +345,128 @@ func (r *Reconciler) scanFailed(ctx context.Context, scan *vigilv1alpha1.ImageSc
 		status.Phase = vigilv1alpha1.ImageScanPending
 		reason = ReasonRetryScheduled
 	}
-	meta.SetStatusCondition(&status.Conditions, metav1.Condition{
-		Type: vigilv1alpha1.ConditionScanned, Status: metav1.ConditionFalse, Reason: reason,
-		Message: oneLine(err.Error(), 1000), ObservedGeneration: scan.Generation,
-	})
+	message := oneLine(outcome.Err.Error(), 1000)
+	setCondition(status, scan, vigilv1alpha1.ConditionSBOMStored, metav1.ConditionFalse, reason, message)
+	setCondition(status, scan, vigilv1alpha1.ConditionScanned, metav1.ConditionFalse, reason, message)
+	return status
+}
+
+// match matches the stored SBOM of scan against the database in use and records the findings;
+// first says whether it is the image's first match (which goes before re-matches).
+func (r *Reconciler) match(ctx context.Context, scan *vigilv1alpha1.ImageScan, first bool) (ctrl.Result, error) {
+	built := r.Database.Built()
+	if built.IsZero() {
+		status := scan.Status.DeepCopy()
+		setCondition(status, scan, vigilv1alpha1.ConditionScanned, metav1.ConditionFalse, ReasonDatabaseNotReady,
+			"The SBOM is stored; no vulnerability database is loaded yet")
+		return ctrl.Result{RequeueAfter: 10 * time.Second}, r.writeStatus(ctx, scan, status)
+	}
+	if scan.Status.MatchAttempts >= maxMatchAttempts {
+		status := scan.Status.DeepCopy()
+		status.Phase = vigilv1alpha1.ImageScanTooLarge
+		setCondition(status, scan, vigilv1alpha1.ConditionScanned, metav1.ConditionFalse, ReasonMatchOutOfMemory,
+			fmt.Sprintf("%d matches of the SBOM started and never finished: it is too large for the manager's memory; raise resources.manager.limits.memory",
+				scan.Status.MatchAttempts))
+		return ctrl.Result{}, r.writeStatus(ctx, scan, status)
+	}
+	release, err := r.Matches.Acquire(ctx, first)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	defer release()
+	// The match is written before it starts: a match that takes the manager down is counted.
+	status := scan.Status.DeepCopy()
+	status.MatchAttempts++
 	if err := r.writeStatus(ctx, scan, status); err != nil {
 		return ctrl.Result{}, err
 	}
-	r.Events.Eventf(scan, nil, corev1.EventTypeWarning, reason, "Scan", "Scan attempt %d failed: %s", status.Attempts, oneLine(err.Error(), 500))
-	if status.Phase == vigilv1alpha1.ImageScanPending {
-		return ctrl.Result{RequeueAfter: r.backoff(status.Attempts)}, nil
-	}
-	return ctrl.Result{}, nil
-}
 
-// match matches the stored SBOM of a digest against the database in use, unless the ImageScan
-// already records that database and its findings are published.
-func (r *Reconciler) match(ctx context.Context, scan *vigilv1alpha1.ImageScan) (ctrl.Result, error) {
-	digest := scan.Spec.Digest
-	database := r.Database.Status().Database
-	if database.SchemaVersion == "" {
-		status := scan.Status.DeepCopy()
-		meta.SetStatusCondition(&status.Conditions, metav1.Condition{
-			Type: vigilv1alpha1.ConditionScanned, Status: metav1.ConditionFalse, Reason: ReasonDatabaseNotReady,
-			Message: "The SBOM is stored; no vulnerability database is loaded yet", ObservedGeneration: scan.Generation,
-		})
-		return ctrl.Result{RequeueAfter: 10 * time.Second}, r.writeStatus(ctx, scan, status)
-	}
-	current := scan.Status.Database
-	if scan.Status.Phase == vigilv1alpha1.ImageScanScanned && current != nil &&
-		current.Built.Equal(&metav1.Time{Time: database.Built}) && r.Findings.HasImage(digest) {
-		return ctrl.Result{}, nil
-	}
-
-	syftJSON, err := r.SBOMs.Get(digest)
+	syftJSON, err := r.SBOMs.Get(scan.Spec.Digest)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	matcher, release, err := r.Database.Acquire()
+	matcher, releaseDB, err := r.Database.Acquire()
 	if err != nil {
 		return ctrl.Result{RequeueAfter: 10 * time.Second}, nil
 	}
+	started := time.Now()
 	result, err := matcher.ByCVE().Match(ctx, syftJSON)
-	release()
+	releaseDB()
+	matchDuration.Observe(time.Since(started).Seconds())
+	status = scan.Status.DeepCopy()
+	status.MatchAttempts = 0
 	if err != nil {
-		status := scan.Status.DeepCopy()
 		status.Phase = vigilv1alpha1.ImageScanFailed
-		meta.SetStatusCondition(&status.Conditions, metav1.Condition{
-			Type: vigilv1alpha1.ConditionScanned, Status: metav1.ConditionFalse, Reason: ReasonMatchFailed,
-			Message: oneLine(err.Error(), 1000), ObservedGeneration: scan.Generation,
-		})
+		setCondition(status, scan, vigilv1alpha1.ConditionScanned, metav1.ConditionFalse, ReasonMatchFailed, oneLine(err.Error(), 1000))
 		return ctrl.Result{}, r.writeStatus(ctx, scan, status)
 	}
+	applyMatch(status, scan, result, time.Now())
+	wasScanned := scan.Status.Phase == vigilv1alpha1.ImageScanScanned
+	if err := r.writeStatus(ctx, scan, status); err != nil {
+		return ctrl.Result{}, err
+	}
+	if !wasScanned {
+		r.Events.Eventf(scan, nil, corev1.EventTypeNormal, ReasonMatched, "Match", "%d vulnerabilities in %d packages", len(result.Findings), result.Packages)
+	}
+	log.FromContext(ctx).V(1).Info("Matched image", "imageScan", klog.KObj(scan), "vulnerabilities", len(result.Findings))
+	return ctrl.Result{}, nil
+}
 
-	status := scan.Status.DeepCopy()
+// applyMatch records a match's result on status: Scanned, with the findings, most severe first.
+func applyMatch(status *vigilv1alpha1.ImageScanStatus, scan *vigilv1alpha1.ImageScan, result *match.Result, now time.Time) {
 	status.Phase = vigilv1alpha1.ImageScanScanned
-	status.SBOM = &vigilv1alpha1.SBOMSummary{Distro: vigilv1alpha1.Truncate(result.Distro, 128), Packages: int32(result.Packages)}
-	if scan.Status.SBOM != nil {
-		status.SBOM.ImageSize = scan.Status.SBOM.ImageSize
+	imageSize := int64(0)
+	if status.SBOM != nil {
+		imageSize = status.SBOM.ImageSize
 	}
+	status.SBOM = &vigilv1alpha1.SBOMSummary{Distro: vigilv1alpha1.Truncate(result.Distro, 128), Packages: int32(result.Packages), ImageSize: imageSize}
 	built := metav1.NewTime(result.Database.Built)
+	previous := status.Database
 	status.Database = &vigilv1alpha1.DatabaseVersion{SchemaVersion: result.Database.SchemaVersion, Built: built}
-	now := metav1.NewTime(time.Now().Truncate(time.Second))
+	matched := metav1.NewTime(now.Truncate(time.Second))
 	if status.ScanTime == nil {
-		status.ScanTime = &now
+		status.ScanTime = &matched
 	}
-	if current == nil || !current.Built.Equal(&built) {
-		status.MatchTime = &now
+	if previous == nil || !previous.Built.Equal(&built) || status.MatchTime == nil {
+		status.MatchTime = &matched
 	}
 	status.SeverityCounts = vigilv1alpha1.SeverityCounts{}
 	status.Vulnerabilities = nil
 	for _, f := range result.Findings {
-		status.SeverityCounts.Add(f.Severity)
+		status.SeverityCounts.Add(vigilv1alpha1.Severity(f.Severity))
 		if len(status.Vulnerabilities) < vigilv1alpha1.MaxImageScanVulnerabilities {
-			fixedIn := ""
-			if len(f.FixedIn) > 0 {
-				fixedIn = f.FixedIn[0]
-			}
-			status.Vulnerabilities = append(status.Vulnerabilities, vigilv1alpha1.ImageVulnerability{
-				ID: vigilv1alpha1.Truncate(f.ID, 128), Severity: f.Severity, Package: vigilv1alpha1.Truncate(f.Package.Name, 256),
-				Installed: vigilv1alpha1.Truncate(f.Package.Version, 128), FixedIn: vigilv1alpha1.Truncate(fixedIn, 128),
+			status.Vulnerabilities = append(status.Vulnerabilities, imageVulnerabilityOf(f))
+		}
+	}
+	message := fmt.Sprintf("%d vulnerabilities in %d packages", len(result.Findings), result.Packages)
+	if len(result.Findings) > vigilv1alpha1.MaxImageScanVulnerabilities {
+		message += fmt.Sprintf("; the %d most severe are listed", vigilv1alpha1.MaxImageScanVulnerabilities)
+	}
+	setCondition(status, scan, vigilv1alpha1.ConditionScanned, metav1.ConditionTrue, ReasonMatched, message)
+}
+
+// imageVulnerabilityOf is a finding as an ImageScan lists it.
+func imageVulnerabilityOf(f match.Finding) vigilv1alpha1.ImageVulnerability {
+	v := vigilv1alpha1.ImageVulnerability{
+		ID: vigilv1alpha1.Truncate(f.ID, 64), Namespace: vigilv1alpha1.Truncate(f.Namespace, 64),
+		Severity: vigilv1alpha1.Severity(f.Severity), Package: vigilv1alpha1.Truncate(f.Package.Name, 128),
+		Type: vigilv1alpha1.Truncate(f.Package.Type, 32), Installed: vigilv1alpha1.Truncate(f.Package.Version, 64),
+		FixState: vigilv1alpha1.FixState(f.FixState),
+	}
+	if len(f.FixedIn) > 0 {
+		v.FixedIn = vigilv1alpha1.Truncate(f.FixedIn[0], 64)
+	}
+	if len(f.Package.Locations) > 0 {
+		v.Location = vigilv1alpha1.Truncate(f.Package.Locations[0], 128)
+	}
+	for _, related := range f.Related {
+		if len(v.Related) < vigilv1alpha1.MaxRelatedAdvisories {
+			v.Related = append(v.Related, vigilv1alpha1.AdvisoryReference{
+				ID: vigilv1alpha1.Truncate(related.ID, 64), Namespace: vigilv1alpha1.Truncate(related.Namespace, 64),
 			})
 		}
 	}
-	meta.SetStatusCondition(&status.Conditions, metav1.Condition{
-		Type: vigilv1alpha1.ConditionScanned, Status: metav1.ConditionTrue, Reason: ReasonMatched,
-		Message:            fmt.Sprintf("%d vulnerabilities in %d packages", len(result.Findings), result.Packages),
-		ObservedGeneration: scan.Generation,
-	})
-	if err := r.writeStatus(ctx, scan, status); err != nil {
-		return ctrl.Result{}, err
-	}
-	if scan.Status.Phase != vigilv1alpha1.ImageScanScanned {
-		r.Events.Eventf(scan, nil, corev1.EventTypeNormal, ReasonMatched, "Match", "%d vulnerabilities in %d packages", len(result.Findings), result.Packages)
-	}
-	reference := ""
-	if len(scan.Spec.References) > 0 {
-		reference = scan.Spec.References[0].Image
-	}
-	r.Changed(r.Findings.SetImage(digest, reference, result.Findings))
-	log.FromContext(ctx).V(1).Info("Matched image", "imageScan", klog.KObj(scan), "vulnerabilities", len(result.Findings))
-	return ctrl.Result{}, nil
+	return v
 }
 
 // writeStatus writes status when it differs from the ImageScan's.
@@ -422,45 +481,6 @@ func (r *Reconciler) writeStatus(ctx context.Context, scan *vigilv1alpha1.ImageS
 	return nil
 }
 
-// credentials gathers the pull credentials of a reference's namespace: the workload's own pull
-// secrets and its service account's. Secrets are read one at a time and only where Vigil's
-// namespace setup allows it; a secret that cannot be read is skipped, and its content is never
-// logged.
-func (r *Reconciler) credentials(ctx context.Context, reference vigilv1alpha1.ImageReference) []sbom.Credential {
-	if reference.Namespace == "" {
-		return nil
-	}
-	logger := log.FromContext(ctx)
-	names := append([]string(nil), reference.ImagePullSecrets...)
-	if reference.ServiceAccountName != "" {
-		account := &corev1.ServiceAccount{}
-		err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: reference.Namespace, Name: reference.ServiceAccountName}, account)
-		if err == nil {
-			for _, secret := range account.ImagePullSecrets {
-				names = append(names, secret.Name)
-			}
-		} else if !apierrors.IsNotFound(err) {
-			logger.V(1).Info("Cannot read the service account of an image reference", "namespace", reference.Namespace,
-				"serviceAccount", reference.ServiceAccountName, "reason", apierrors.ReasonForError(err))
-		}
-	}
-	var credentials []sbom.Credential
-	for _, name := range names {
-		secret := &corev1.Secret{}
-		if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: reference.Namespace, Name: name}, secret); err != nil {
-			logger.V(1).Info("Cannot read a pull secret", "secret", klog.KRef(reference.Namespace, name), "reason", apierrors.ReasonForError(err))
-			continue
-		}
-		found, err := sbom.CredentialsFromSecret(secret)
-		if err != nil {
-			logger.Info("Ignoring a pull secret", "secret", klog.KRef(reference.Namespace, name), "error", err.Error())
-			continue
-		}
-		credentials = append(credentials, found...)
-	}
-	return credentials
-}
-
 func (r *Reconciler) backoff(attempts int32) time.Duration {
 	wait := r.RetryBackoff
 	for i := int32(1); i < attempts && wait < r.MaxRetryBackoff; i++ {
@@ -470,11 +490,23 @@ func (r *Reconciler) backoff(attempts int32) time.Duration {
 }
 
 // retryWait is how long a failed ImageScan still waits before its next attempt.
-func (r *Reconciler) retryWait(scan *vigilv1alpha1.ImageScan) time.Duration {
+func (r *Reconciler) retryWait(scan *vigilv1alpha1.ImageScan, now time.Time) time.Duration {
 	if scan.Status.LastAttemptTime == nil || scan.Status.Attempts == 0 {
 		return 0
 	}
-	return time.Until(scan.Status.LastAttemptTime.Add(r.backoff(scan.Status.Attempts)))
+	return scan.Status.LastAttemptTime.Add(r.backoff(scan.Status.Attempts)).Sub(now)
+}
+
+// due tells whether a Pending ImageScan may start an attempt now.
+func (r *Reconciler) due(scan *vigilv1alpha1.ImageScan, now time.Time) bool {
+	return r.retryWait(scan, now) <= 0
+}
+
+// setCondition sets a condition of status for scan's generation.
+func setCondition(status *vigilv1alpha1.ImageScanStatus, scan *vigilv1alpha1.ImageScan, kind string, value metav1.ConditionStatus, reason, message string) {
+	meta.SetStatusCondition(&status.Conditions, metav1.Condition{
+		Type: kind, Status: value, Reason: reason, Message: message, ObservedGeneration: scan.Generation,
+	})
 }
 
 func resolvedCondition(scan *vigilv1alpha1.ImageScan) metav1.Condition {
@@ -489,6 +521,14 @@ func scannedCondition(scan *vigilv1alpha1.ImageScan) metav1.Condition {
 		return *condition
 	}
 	return metav1.Condition{}
+}
+
+// outcomeLabel names how an attempt ended, for the scan outcome metric.
+func outcomeLabel(scan *vigilv1alpha1.ImageScan) string {
+	if meta.IsStatusConditionTrue(scan.Status.Conditions, vigilv1alpha1.ConditionSBOMStored) {
+		return "stored"
+	}
+	return strings.ToLower(string(scan.Status.Phase))
 }
 
 // failureReason names why a registry operation failed.

@@ -106,8 +106,8 @@ func TestImageScanLifecycle(t *testing.T) {
 		Spec: vigilv1alpha1.ImageScanSpec{
 			Digest: log4jDigest,
 			References: []vigilv1alpha1.ImageReference{{
-				Image: "registry.example/shop/api:1.4", Namespace: "shop", ServiceAccountName: "api",
-				ImagePullSecrets: []string{"registry-credentials"},
+				Image: "registry.example/shop/api:1.4", Namespace: "shop",
+				Workload: &vigilv1alpha1.WorkloadReference{Kind: "Deployment", Name: "api"},
 			}},
 		},
 	}
@@ -129,7 +129,11 @@ func TestImageScanLifecycle(t *testing.T) {
 		MatchTime:      &now,
 		SeverityCounts: vigilv1alpha1.SeverityCounts{Critical: 1, High: 2},
 		Vulnerabilities: []vigilv1alpha1.ImageVulnerability{
-			{ID: "CVE-2021-44228", Severity: vigilv1alpha1.SeverityCritical, Package: "log4j-core", Installed: "2.14.1", FixedIn: "2.15.0"},
+			{
+				ID: "CVE-2021-44228", Namespace: "nvd:cpe", Related: []vigilv1alpha1.AdvisoryReference{{ID: "GHSA-jfh8-c2jp-5v3q", Namespace: "github:language:java"}},
+				Severity: vigilv1alpha1.SeverityCritical, Package: "log4j-core", Type: "java-archive", Installed: "2.14.1", FixedIn: "2.15.0",
+				FixState: vigilv1alpha1.FixStateFixed, Location: "/app/lib/log4j-core-2.14.1.jar",
+			},
 		},
 	}
 	g.Expect(env.Client.Status().Update(ctx, scan)).To(Succeed())

@@ -72,19 +72,23 @@ func TestLargestObjectsFitInEtcd(t *testing.T) {
 	scan := &vigilv1alpha1.ImageScan{ObjectMeta: metav1.ObjectMeta{Name: vigilv1alpha1.ImageScanName(digest)}}
 	scan.Spec.Digest = digest
 	for i := range vigilv1alpha1.MaxImageReferences {
-		reference := vigilv1alpha1.ImageReference{Image: filled(fmt.Sprint(i), 512), Namespace: filled("n", 63), ServiceAccountName: filled("s", 253)}
-		for j := range 16 {
-			reference.ImagePullSecrets = append(reference.ImagePullSecrets, filled(fmt.Sprint(j), 253))
-		}
-		scan.Spec.References = append(scan.Spec.References, reference)
+		scan.Spec.References = append(scan.Spec.References, vigilv1alpha1.ImageReference{
+			Image: filled(fmt.Sprint(i), 512), Namespace: filled("n", 63),
+			Workload: &vigilv1alpha1.WorkloadReference{Kind: "Deployment", Name: filled("w", 253)},
+		})
 	}
 	g.Expect(env.Client.Create(ctx, scan)).To(Succeed())
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), scan) })
 	for i := range vigilv1alpha1.MaxImageScanVulnerabilities {
-		scan.Status.Vulnerabilities = append(scan.Status.Vulnerabilities, vigilv1alpha1.ImageVulnerability{
-			ID: filled(fmt.Sprint(i), 128), Severity: vigilv1alpha1.SeverityHigh, Package: filled("p", 256),
-			Installed: filled("1", 128), FixedIn: filled("2", 128),
-		})
+		v := vigilv1alpha1.ImageVulnerability{
+			ID: filled(fmt.Sprint(i), 64), Namespace: filled("n", 64), Severity: vigilv1alpha1.SeverityHigh, Package: filled("p", 128),
+			Type: filled("t", 32), Installed: filled("1", 64), FixedIn: filled("2", 64), FixState: vigilv1alpha1.FixStateWontFix,
+			Location: filled("l", 128),
+		}
+		for j := range vigilv1alpha1.MaxRelatedAdvisories {
+			v.Related = append(v.Related, vigilv1alpha1.AdvisoryReference{ID: filled(fmt.Sprint(j), 64), Namespace: filled("n", 64)})
+		}
+		scan.Status.Vulnerabilities = append(scan.Status.Vulnerabilities, v)
 	}
 	scan.Status.Phase = vigilv1alpha1.ImageScanScanned
 	g.Expect(env.Client.Status().Update(ctx, scan)).To(Succeed())

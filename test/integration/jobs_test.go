@@ -64,7 +64,7 @@ func TestScansRunAsKubernetesJobsThatReportBack(t *testing.T) {
 	// The scan runs as a Job that meets the restricted Pod Security Standard.
 	job := &batchv1.Job{}
 	g.Eventually(func() error {
-		return env.Client.Get(ctx, client.ObjectKey{Namespace: "vigil-system", Name: executor.JobName(digest)}, job)
+		return env.Client.Get(ctx, client.ObjectKey{Namespace: "vigil-system", Name: executor.JobName(digest, 1)}, job)
 	}, 30*time.Second, 200*time.Millisecond).Should(Succeed(), func() string { return manager.logs() })
 	pod := job.Spec.Template.Spec
 	g.Expect(*pod.SecurityContext.RunAsNonRoot).To(BeTrue())
@@ -93,9 +93,9 @@ func TestScansRunAsKubernetesJobsThatReportBack(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(manager.caPEM)
 	httpClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
-	reportURL := fmt.Sprintf("https://127.0.0.1:%d%s", manager.webhookPort, executor.ReportPath)
+	reportURL := fmt.Sprintf("https://127.0.0.1:%d%s?kind=sbom", manager.webhookPort, executor.ReportPath)
 	post := func(token string) int {
-		request, err := http.NewRequest(http.MethodPost, reportURL, bytes.NewReader([]byte(`{"digest":"`+digest+`","sbom":{}}`)))
+		request, err := http.NewRequest(http.MethodPost, reportURL, bytes.NewReader([]byte(`{}`)))
 		g.Expect(err).NotTo(HaveOccurred())
 		if token != "" {
 			request.Header.Set("Authorization", "Bearer "+token)

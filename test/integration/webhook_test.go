@@ -112,7 +112,7 @@ func TestAdmittedWorkloadImagesAreRecordedBeforeAnyPodExists(t *testing.T) {
 		scan, err := referenceScan(ctx, appImage)
 		return scan.Spec.References, err
 	}, 10*time.Second, 100*time.Millisecond).Should(ConsistOf(vigilv1alpha1.ImageReference{
-		Image: appImage, Namespace: namespace, ServiceAccountName: "api", ImagePullSecrets: []string{"registry-credentials"},
+		Image: appImage, Namespace: namespace, Workload: &vigilv1alpha1.WorkloadReference{Kind: "Deployment", Name: tag},
 	}))
 	g.Eventually(func() error {
 		_, err := referenceScan(ctx, "registry.example/shop/migrate:"+tag)

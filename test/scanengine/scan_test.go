@@ -65,6 +65,12 @@ func run(m *testing.M) (int, error) {
 // scanOCILayout writes img as an OCI layout, generates its SBOM and matches it.
 func scanOCILayout(t *testing.T, img v1.Image) *match.Result {
 	t.Helper()
+	return matchImage(t, img, match.NewMatcher(provider, database))
+}
+
+// matchImage writes img as an OCI layout, generates its SBOM and matches it with matcher.
+func matchImage(t *testing.T, img v1.Image, matcher *match.Matcher) *match.Result {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "layout")
 	if err := images.WriteOCILayout(dir, img); err != nil {
 		t.Fatal(err)
@@ -77,7 +83,7 @@ func scanOCILayout(t *testing.T, img v1.Image) *match.Result {
 	if err != nil {
 		t.Fatalf("generating the SBOM: %v", err)
 	}
-	result, err := match.NewMatcher(provider, database).Match(context.Background(), generated.JSON)
+	result, err := matcher.Match(context.Background(), generated.JSON)
 	if err != nil {
 		t.Fatalf("matching: %v", err)
 	}

@@ -95,6 +95,10 @@ func (r *JobRunner) run(ctx context.Context, job *batchv1.Job) (string, error) {
 	if err := r.Env.Client.Create(ctx, pod); err != nil {
 		return "", fmt.Errorf("creating the pod of Job %s: %w", job.Name, err)
 	}
+	pod.Status.Phase = corev1.PodRunning
+	if err := r.Env.Client.Status().Update(ctx, pod); err != nil {
+		return "", fmt.Errorf("starting the pod of Job %s: %w", job.Name, err)
+	}
 	dir, err := os.MkdirTemp("", "vigil-job-")
 	if err != nil {
 		return "", err
@@ -149,13 +153,28 @@ func (r *JobRunner) materialize(ctx context.Context, pod *corev1.Pod, volume cor
 	case volume.Secret != nil:
 		data := r.Secrets[volume.Secret.SecretName]
 		if data == nil {
+			// A kubelet waits for a Secret created after the pod.
 			secret := &corev1.Secret{}
-			if err := r.Env.Client.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: volume.Secret.SecretName}, secret); err != nil {
+			key := client.ObjectKey{Namespace: pod.Namespace, Name: volume.Secret.SecretName}
+			var err error
+			for range 50 {
+				if err = r.Env.Client.Get(ctx, key, secret); err == nil {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if err != nil {
 				return err
 			}
 			data = secret.Data
 		}
-		for _, item := range volume.Secret.Items {
+		items := volume.Secret.Items
+		if len(items) == 0 {
+			for key := range data {
+				items = append(items, corev1.KeyToPath{Key: key, Path: key})
+			}
+		}
+		for _, item := range items {
 			if err := os.WriteFile(filepath.Join(local, item.Path), data[item.Key], 0o600); err != nil {
 				return err
 			}

@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"sync/atomic"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -36,7 +35,9 @@ import (
 
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
 	"github.com/vigil-dev/vigil/pkg/executor"
+	"github.com/vigil-dev/vigil/pkg/index"
 	"github.com/vigil-dev/vigil/pkg/match"
+	"github.com/vigil-dev/vigil/pkg/recorder"
 	"github.com/vigil-dev/vigil/pkg/sbom"
 	"github.com/vigil-dev/vigil/pkg/sbomstore"
 	"github.com/vigil-dev/vigil/pkg/vulndb"
@@ -45,6 +46,7 @@ import (
 	"github.com/vigil-dev/vigil/reconciler/imagescan"
 	"github.com/vigil-dev/vigil/reconciler/namespace"
 	"github.com/vigil-dev/vigil/reconciler/podimages"
+	"github.com/vigil-dev/vigil/reconciler/retention"
 	"github.com/vigil-dev/vigil/webhook"
 )
 
@@ -112,16 +114,14 @@ func run(ctx context.Context, options *Options) error {
 	if err != nil {
 		return err
 	}
-	// After each database swap every stored SBOM is matched again, no image pulled.
-	var scans *imagescan.Reconciler
+	// After each database swap the Vulnerabilities take their details from the new database,
+	// and every stored SBOM is matched again, no image pulled.
+	var onSwap func()
 	database, err := vulndb.NewStore(vulndb.Options{
 		Root: options.DatabaseDir, ListingURL: options.DatabaseListingURL, Timeout: 10 * time.Minute,
 		OnSwap: func(match.Database) {
-			if scans == nil {
-				return // the database loaded at start; the reconcilers match everything anyway
-			}
-			if err := scans.WakeAll(ctx); err != nil {
-				ctrl.Log.Error(err, "Matching the stored SBOMs against the new database failed")
+			if onSwap != nil {
+				onSwap()
 			}
 		},
 	})
@@ -133,7 +133,7 @@ func run(ctx context.Context, options *Options) error {
 	if err != nil {
 		return err
 	}
-	if scans, err = setupReconcilers(mgr, options, recorder, database, openShift); err != nil {
+	if onSwap, err = setupReconcilers(mgr, options, recorder, database, openShift); err != nil {
 		return err
 	}
 	ctrl.Log.WithName("setup").Info("Starting manager", "leaderElection", options.LeaderElect,
@@ -218,20 +218,24 @@ func setupChecks(mgr manager.Manager) error {
 
 // setupWebhooks registers the observe-only admission webhook and the Recorder it feeds; both run
 // on every replica.
-func setupWebhooks(mgr manager.Manager, options *Options) (*webhook.Recorder, error) {
-	recorder := webhook.NewRecorder(mgr.GetClient(), mgr.GetAPIReader(), webhook.DefaultRecorderOptions())
-	if err := mgr.Add(recorder); err != nil {
+func setupWebhooks(mgr manager.Manager, options *Options) (*recorder.Recorder, error) {
+	recorderOptions := recorder.DefaultOptions()
+	recorderOptions.NamespaceImages = options.MaxImagesPerNamespace
+	images := recorder.New(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder("vigil"), recorderOptions)
+	if err := mgr.Add(images); err != nil {
 		return nil, fmt.Errorf("adding the image recorder: %w", err)
 	}
-	observer := webhook.NewImageObserver(recorder, options.Namespace, options.ServiceAccountName, options.WebhookConcurrency)
+	observer := webhook.NewImageObserver(images, options.Namespace, options.ServiceAccountName, options.WebhookConcurrency)
 	mgr.GetWebhookServer().Register(webhook.Path, observer)
-	return recorder, nil
+	return images, nil
 }
 
-// setupIndexes registers the field indexes the reconcilers query; none is needed yet beyond the
-// caches' own, and the metadata-only caches of ReplicaSets and Jobs are set up here so that
-// workload resolution never caches whole objects.
+// setupIndexes registers the field indexes the reconcilers query, and sets up the metadata-only
+// caches of ReplicaSets and Jobs so that workload resolution never caches whole objects.
 func setupIndexes(mgr manager.Manager) error {
+	if err := index.Setup(context.Background(), mgr.GetFieldIndexer()); err != nil {
+		return err
+	}
 	for _, gvk := range []schema.GroupVersionKind{
 		appsv1.SchemeGroupVersion.WithKind("ReplicaSet"), batchv1.SchemeGroupVersion.WithKind("Job"),
 	} {
@@ -244,11 +248,12 @@ func setupIndexes(mgr manager.Manager) error {
 	return nil
 }
 
-// setupReconcilers registers the reconcilers, which run on the elected leader: pod images, scans,
-// findings, namespace setup and database updates.
-func setupReconcilers(mgr manager.Manager, options *Options, recorder *webhook.Recorder,
-	database *vulndb.Store, openShift bool) (*imagescan.Reconciler, error) {
-	podImages := &podimages.Reconciler{Client: mgr.GetClient(), Recorder: recorder, IgnoreNamespace: options.Namespace}
+// setupReconcilers registers the reconcilers, which run on the elected leader: pod images,
+// scans, re-matches, findings, retention, namespace setup and database updates. It returns what
+// to do when the database changes.
+func setupReconcilers(mgr manager.Manager, options *Options, images *recorder.Recorder,
+	database *vulndb.Store, openShift bool) (func(), error) {
+	podImages := &podimages.Reconciler{Client: mgr.GetClient(), Recorder: images, IgnoreNamespace: options.Namespace}
 	if err := podImages.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the pod images reconciler: %w", err)
 	}
@@ -257,9 +262,8 @@ func setupReconcilers(mgr manager.Manager, options *Options, recorder *webhook.R
 	if err != nil {
 		return nil, err
 	}
-	index := findings.NewIndex()
 	vulnerabilities := &findings.Reconciler{
-		Client: mgr.GetClient(), Index: index, IgnoreNamespace: options.Namespace,
+		Client: mgr.GetClient(), Index: findings.NewIndex(), Describer: database, IgnoreNamespace: options.Namespace,
 		RefreshInterval: options.FindingsRefreshInterval,
 	}
 	registry := sbom.Options{
@@ -268,14 +272,16 @@ func setupReconcilers(mgr manager.Manager, options *Options, recorder *webhook.R
 	}
 	scans := &imagescan.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Events: mgr.GetEventRecorder("vigil"),
-		SBOMs: sboms, Database: database, Findings: index, Changed: vulnerabilities.Changed, Registry: registry,
+		SBOMs: sboms, Database: database, Registry: registry,
+		Dispatcher:  &imagescan.Dispatcher{Reader: mgr.GetClient(), Concurrency: options.ScanConcurrency},
+		Matches:     imagescan.NewGate(options.MatchConcurrency),
 		MaxAttempts: int32(options.ScanMaxAttempts), RetryBackoff: options.ScanRetryBackoff, MaxRetryBackoff: 30 * time.Minute,
 	}
 	if options.ScanExecutor == "job" {
-		jobs := executor.NewJobs(mgr.GetClient(), mgr.GetAPIReader(), executor.JobOptions{
+		scans.Executor = executor.NewJobs(mgr.GetClient(), mgr.GetAPIReader(), executor.JobOptions{
 			Namespace: options.Namespace, Image: options.ScannerImage, ServiceAccountName: options.ScannerServiceAccount,
 			NodeSelector: options.ScannerNodeSelector, ReportURL: options.ScanReportURL, CASecretName: options.ScannerCASecret,
-			Scan: registry, Timeout: options.ScanTimeout,
+			Scan: registry, Timeout: options.ScanTimeout, UserNamespace: options.ScannerUserNamespace,
 			Resources: corev1.ResourceRequirements{
 				Requests: corev1.ResourceList{
 					corev1.ResourceCPU: resource.MustParse(options.ScannerRequestsCPU), corev1.ResourceMemory: resource.MustParse(options.ScannerRequestsMemory),
@@ -284,21 +290,37 @@ func setupReconcilers(mgr manager.Manager, options *Options, recorder *webhook.R
 					corev1.ResourceCPU: resource.MustParse(options.ScannerLimitsCPU), corev1.ResourceMemory: resource.MustParse(options.ScannerLimitsMemory),
 				},
 			},
-		})
-		scans.Executor = jobs
+		}, scans)
+		elected := mgr.Elected()
 		mgr.GetWebhookServer().Register(executor.ReportPath, &executor.ReportHandler{
-			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Jobs: jobs, SBOMs: sboms, Notify: scans.Wake,
-			MaxBytes: max(options.MaxSBOMSize, 512<<20) + 1<<20,
+			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: options.Namespace,
+			ServiceAccountName: options.ScannerServiceAccount, SBOMs: sboms, Outcomes: scans,
+			IsLeader: func() bool {
+				select {
+				case <-elected:
+					return true
+				default:
+					return false
+				}
+			},
+			MaxSBOMBytes: cmp.Or(options.MaxSBOMSize, 512<<20),
 		})
 	} else {
-		scans.Executor = executor.NewInProcess(sboms, registry, options.ScanConcurrency, options.ScanTimeout, scans.Wake)
+		scans.Executor = executor.NewInProcess(sboms, registry, options.ScanConcurrency, options.ScanTimeout, scans)
 	}
-	vulnerabilities.Ready = findingsReady(mgr.GetClient(), index)
 	if err := scans.SetupWithManager(mgr, options.ScanExecutor == "job"); err != nil {
 		return nil, fmt.Errorf("setting up the scan reconciler: %w", err)
 	}
+	rematcher := imagescan.NewRematcher(scans, mgr.GetClient())
+	if err := mgr.Add(rematcher); err != nil {
+		return nil, fmt.Errorf("adding the re-matcher: %w", err)
+	}
 	if err := vulnerabilities.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the findings reconciler: %w", err)
+	}
+	collector := &retention.Collector{Client: mgr.GetClient(), SBOMs: sboms, Retention: options.Retention}
+	if err := mgr.Add(collector); err != nil {
+		return nil, fmt.Errorf("adding the retention collector: %w", err)
 	}
 
 	namespaces := &namespace.Reconciler{
@@ -313,28 +335,8 @@ func setupReconcilers(mgr manager.Manager, options *Options, recorder *webhook.R
 	if err := mgr.Add(updater); err != nil {
 		return nil, fmt.Errorf("adding the database updater: %w", err)
 	}
-	return scans, nil
-}
-
-// findingsReady tells, once and for all, when the findings of every scanned image are loaded:
-// until then the findings reconciler changes nothing, so that a restarted manager does not
-// delete findings it has not loaded yet.
-func findingsReady(reader client.Reader, index *findings.Index) func(context.Context) (bool, error) {
-	var ready atomic.Bool
-	return func(ctx context.Context) (bool, error) {
-		if ready.Load() {
-			return true, nil
-		}
-		scans := &vigilv1alpha1.ImageScanList{}
-		if err := reader.List(ctx, scans); err != nil {
-			return false, fmt.Errorf("listing ImageScans: %w", err)
-		}
-		for _, scan := range scans.Items {
-			if scan.Status.Phase == vigilv1alpha1.ImageScanScanned && !index.HasImage(scan.Spec.Digest) {
-				return false, nil
-			}
-		}
-		ready.Store(true)
-		return true, nil
-	}
+	return func() {
+		rematcher.DatabaseChanged()
+		vulnerabilities.DatabaseChanged()
+	}, nil
 }

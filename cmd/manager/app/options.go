@@ -51,8 +51,16 @@ type Options struct {
 	DatabaseUpdateInterval time.Duration
 	// ScanExecutor is "in-process" or "job".
 	ScanExecutor string
-	// ScanConcurrency bounds the scans that run at once.
+	// ScanConcurrency bounds the scans in flight, in the manager or as Jobs.
 	ScanConcurrency int
+	// MatchConcurrency bounds the SBOM matches that run at once in the manager.
+	MatchConcurrency int
+	// Retention is how long an image that nothing runs keeps its ImageScan and SBOM.
+	Retention time.Duration
+	// MaxImagesPerNamespace bounds the distinct images recorded for one namespace per hour.
+	MaxImagesPerNamespace int
+	// ScannerUserNamespace runs scan pods in user namespaces of their own (hostUsers: false).
+	ScannerUserNamespace bool
 	// ScanTimeout bounds one scan.
 	ScanTimeout time.Duration
 	// ScanMaxAttempts bounds the attempts of one digest.
@@ -123,7 +131,16 @@ func newFlagSet(options *Options) *flag.FlagSet {
 		"Time between vulnerability database checks.")
 	fs.StringVar(&options.ScanExecutor, "scan-executor", "in-process",
 		`Where scans run: "in-process" (the local demo, small clusters) or "job" (a Kubernetes Job per image digest).`)
-	fs.IntVar(&options.ScanConcurrency, "scan-concurrency", 2, "Scans that run at once.")
+	fs.IntVar(&options.ScanConcurrency, "scan-concurrency", 2,
+		"Scans in flight at once, in the manager (in-process) or as scan Jobs; waiting images are started fairly between namespaces.")
+	fs.IntVar(&options.MatchConcurrency, "match-concurrency", 1,
+		"SBOM matches that run at once in the manager; each large SBOM takes hundreds of MiB while it is matched.")
+	fs.DurationVar(&options.Retention, "retention", 7*24*time.Hour,
+		"How long an image that no running container uses keeps its ImageScan and stored SBOM; references that never resolve are collected after it too.")
+	fs.IntVar(&options.MaxImagesPerNamespace, "max-images-per-namespace", 500,
+		"Distinct images recorded for one namespace within an hour; beyond it the namespace's new images wait (an Event on the namespace says so).")
+	fs.BoolVar(&options.ScannerUserNamespace, "scanner-user-namespace", false,
+		"Run scan pods in user namespaces of their own (hostUsers: false); the nodes must support user namespaces.")
 	fs.DurationVar(&options.ScanTimeout, "scan-timeout", 10*time.Minute, "Time one scan may take.")
 	fs.IntVar(&options.ScanMaxAttempts, "scan-max-attempts", 5, "Attempts at scanning one image digest before it is Failed.")
 	fs.DurationVar(&options.ScanRetryBackoff, "scan-retry-backoff", 30*time.Second,
@@ -197,8 +214,11 @@ func parse(args []string) (*Options, error) {
 	if options.ScanExecutor != "in-process" && options.ScanExecutor != "job" {
 		return nil, fmt.Errorf(`--scan-executor %q: use "in-process" or "job"`, options.ScanExecutor)
 	}
-	if options.ScanConcurrency <= 0 || options.ScanMaxAttempts <= 0 {
-		return nil, errors.New("--scan-concurrency and --scan-max-attempts must be positive")
+	if options.ScanConcurrency <= 0 || options.ScanMaxAttempts <= 0 || options.MatchConcurrency <= 0 || options.MaxImagesPerNamespace <= 0 {
+		return nil, errors.New("--scan-concurrency, --match-concurrency, --max-images-per-namespace and --scan-max-attempts must be positive")
+	}
+	if options.Retention <= 0 {
+		return nil, errors.New("--retention must be positive")
 	}
 	if options.DatabaseUpdateInterval <= 0 || options.FindingsRefreshInterval <= 0 {
 		return nil, errors.New("--db-update-interval and --findings-refresh-interval must be positive")

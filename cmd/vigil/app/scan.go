@@ -22,7 +22,6 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/resource"
 
-	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
 	"github.com/vigil-dev/vigil/pkg/match"
 	"github.com/vigil-dev/vigil/pkg/sbom"
 	"github.com/vigil-dev/vigil/pkg/vulndb"
@@ -101,7 +100,7 @@ vulnerability at or above the --fail-on severity was found.`,
 }
 
 // validate checks the flags before any work, so that bad input fails at once.
-func (o *scanOptions) validate() (sbom.Options, *vigilv1alpha1.Severity, error) {
+func (o *scanOptions) validate() (sbom.Options, *match.Severity, error) {
 	var scanOptions sbom.Options
 	if (o.dbDir == "") == (o.dbURL == "") {
 		return scanOptions, nil, errors.New("give the vulnerability database with exactly one of --db DIR and --db-url URL")
@@ -112,10 +111,10 @@ func (o *scanOptions) validate() (sbom.Options, *vigilv1alpha1.Severity, error) 
 	if _, err := sbomEncoder(o.sbomFormat); err != nil {
 		return scanOptions, nil, err
 	}
-	var failOn *vigilv1alpha1.Severity
+	var failOn *match.Severity
 	if o.failOn != "" {
-		severity, ok := vigilv1alpha1.ParseSeverity(o.failOn)
-		if !ok || severity == vigilv1alpha1.SeverityUnknown {
+		severity, ok := match.ParseSeverity(o.failOn)
+		if !ok || severity == match.SeverityUnknown {
 			return scanOptions, nil, fmt.Errorf("--fail-on %q: use critical, high, medium, low or negligible", o.failOn)
 		}
 		failOn = &severity
@@ -197,7 +196,7 @@ func runScan(ctx context.Context, input string, o *scanOptions, stdout, stderr i
 	progress("Found %d vulnerabilities in %d packages in %s", len(result.Findings), generated.Packages(), time.Since(start).Round(time.Millisecond))
 	if failOn != nil {
 		for _, finding := range result.Findings {
-			if finding.Severity != vigilv1alpha1.SeverityUnknown && finding.Severity.Rank() <= failOn.Rank() {
+			if finding.Severity != match.SeverityUnknown && finding.Severity.Rank() <= failOn.Rank() {
 				return &errFailOn{message: fmt.Sprintf("found %s vulnerabilities at or above %s (--fail-on)", finding.Severity, *failOn)}
 			}
 		}

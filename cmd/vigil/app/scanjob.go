@@ -11,6 +11,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,18 +24,19 @@ import (
 
 // scanJobOptions are the flags of `vigil scan-job`, which the manager sets on each scan Job.
 type scanJobOptions struct {
-	digest         string
-	images         []string
-	reportURL      string
-	tokenFile      string
-	caFile         string
-	registryConfig string
-	platform       string
-	maxImageSize   int64
-	maxSBOMSize    int64
-	timeout        time.Duration
-	plainHTTP      []string
-	skipTLSVerify  []string
+	digest            string
+	images            []string
+	reportURL         string
+	tokenFile         string
+	caFile            string
+	registryConfigDir string
+	platform          string
+	maxImageSize      int64
+	maxSBOMSize       int64
+	timeout           time.Duration
+	reportTimeout     time.Duration
+	plainHTTP         []string
+	skipTLSVerify     []string
 }
 
 func newScanJobCommand(stderr io.Writer) *cobra.Command {
@@ -53,11 +56,14 @@ func newScanJobCommand(stderr io.Writer) *cobra.Command {
 	flags.StringVar(&options.reportURL, "report-url", "", "the manager's scan report endpoint")
 	flags.StringVar(&options.tokenFile, "token-file", "", "service-account token to report with")
 	flags.StringVar(&options.caFile, "ca-file", "", "CA certificate that signs the manager's serving certificate")
-	flags.StringVar(&options.registryConfig, "registry-config", "", "docker config JSON with the pull credentials")
+	flags.StringVar(&options.registryConfigDir, "registry-config-dir", "",
+		"folder of docker config JSON files, N.json holding the pull credentials of the N-th --image (from 0)")
 	flags.StringVar(&options.platform, "platform", sbom.DefaultPlatform, "platform to scan")
 	flags.Int64Var(&options.maxImageSize, "max-image-size", 0, "largest image, compressed, in bytes (0: no bound)")
 	flags.Int64Var(&options.maxSBOMSize, "max-sbom-size", 0, "largest SBOM in bytes (0: no bound)")
 	flags.DurationVar(&options.timeout, "timeout", 30*time.Second, "time each registry request may take")
+	flags.DurationVar(&options.reportTimeout, "report-timeout", 10*time.Minute,
+		"time the report may take, retries included (the manager may be changing leaders)")
 	flags.StringSliceVar(&options.plainHTTP, "plain-http", nil, "registry reached over plain HTTP")
 	flags.StringSliceVar(&options.skipTLSVerify, "insecure-skip-tls-verify", nil, "registry whose certificate is not verified")
 	for _, required := range []string{"digest", "image", "report-url", "token-file"} {
@@ -67,57 +73,54 @@ func newScanJobCommand(stderr io.Writer) *cobra.Command {
 }
 
 func runScanJob(ctx context.Context, o *scanJobOptions, stderr io.Writer) error {
-	options := sbom.Options{
-		Platform: o.platform, MaxImageSize: o.maxImageSize, MaxSBOMSize: o.maxSBOMSize, Timeout: o.timeout,
-		Registries: sbom.RegistryAccessOf(o.plainHTTP, o.skipTLSVerify),
-	}
-	if o.registryConfig != "" {
-		content, err := os.ReadFile(o.registryConfig)
-		if err != nil {
-			return fmt.Errorf("--registry-config: %w", err)
-		}
-		if credentials, err := sbom.CredentialsFromDockerConfig(content); err == nil {
-			options.Credentials = credentials
-		}
-	}
-
-	report := executor.Report{Digest: o.digest}
+	var failure executor.Failure
 	var errs []error
-	for _, image := range o.images {
+	for i, image := range o.images {
+		options := sbom.Options{
+			Platform: o.platform, MaxImageSize: o.maxImageSize, MaxSBOMSize: o.maxSBOMSize, Timeout: o.timeout,
+			Registries: sbom.RegistryAccessOf(o.plainHTTP, o.skipTLSVerify),
+		}
+		// Each reference is pulled with its own namespace's credentials, never another's.
+		if o.registryConfigDir != "" {
+			content, err := os.ReadFile(filepath.Join(o.registryConfigDir, strconv.Itoa(i)+".json"))
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("reading the credentials of %s: %w", image, err)
+			}
+			if credentials, err := sbom.CredentialsFromDockerConfig(content); err == nil {
+				options.Credentials = credentials
+			}
+		}
 		fmt.Fprintf(stderr, "Scanning %s\n", image)
 		generated, err := sbom.Generate(ctx, sbom.Source{Scheme: sbom.SchemeRegistry, Location: image}, options)
 		if err == nil {
-			report.SBOM = generated.JSON
-			errs = nil
-			break
+			fmt.Fprintf(stderr, "Reporting the SBOM of %s (%d bytes)\n", image, len(generated.JSON))
+			return report(ctx, o, executor.ReportSBOM, generated.JSON, generated.ImageSize, stderr)
 		}
 		errs = append(errs, err)
 		var tooLarge *sbom.TooLargeError
 		if errors.As(err, &tooLarge) {
-			report.TooLarge = true
+			failure.TooLarge = true
 			break
 		}
-		report.Unauthorized = report.Unauthorized || errors.Is(err, sbom.ErrUnauthorized)
+		failure.Unauthorized = failure.Unauthorized || errors.Is(err, sbom.ErrUnauthorized)
 	}
-	if len(errs) > 0 {
-		report.Error = oneLine(errors.Join(errs...).Error())
-		fmt.Fprintf(stderr, "Scan failed: %s\n", report.Error)
-	}
-	if err := sendReport(ctx, o, report); err != nil {
+	failure.Error = oneLine(errors.Join(errs...).Error())
+	fmt.Fprintf(stderr, "Scan failed: %s\n", failure.Error)
+	body, err := json.Marshal(failure)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stderr, "Reported to the manager")
-	return nil
+	return report(ctx, o, executor.ReportFailure, body, 0, stderr)
 }
 
-func sendReport(ctx context.Context, o *scanJobOptions, report executor.Report) error {
+// report sends one report, trying again until it is recorded: the manager answers 503 from a
+// replica that is not the leader, and may be changing leaders. Every try opens a new
+// connection, so that the Service can pick another replica; the body is sent only once the
+// manager has authenticated the request (Expect: 100-continue).
+func report(ctx context.Context, o *scanJobOptions, kind string, body []byte, imageSize int64, stderr io.Writer) error {
 	token, err := os.ReadFile(o.tokenFile)
 	if err != nil {
 		return fmt.Errorf("reading the token: %w", err)
-	}
-	body, err := json.Marshal(report)
-	if err != nil {
-		return err
 	}
 	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
 	if o.caFile != "" {
@@ -130,21 +133,56 @@ func sendReport(ctx context.Context, o *scanJobOptions, report executor.Report) 
 			return fmt.Errorf("%s holds no PEM certificate", o.caFile)
 		}
 	}
-	client := &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{TLSClientConfig: tlsConfig}}
-	request, err := http.NewRequestWithContext(ctx, http.MethodPost, o.reportURL, bytes.NewReader(body))
-	if err != nil {
-		return err
+	client := &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{
+		TLSClientConfig: tlsConfig, DisableKeepAlives: true, ExpectContinueTimeout: 5 * time.Second,
+		Proxy: http.ProxyFromEnvironment,
+	}}
+	ctx, cancel := context.WithTimeout(ctx, o.reportTimeout)
+	defer cancel()
+	wait := 500 * time.Millisecond
+	for try := 1; ; try++ {
+		status, answer, err := send(ctx, client, o.reportURL+"?kind="+kind, strings.TrimSpace(string(token)), body, imageSize)
+		switch {
+		case err == nil && status == http.StatusNoContent:
+			fmt.Fprintln(stderr, "Reported to the manager")
+			return nil
+		case err == nil && status == http.StatusConflict:
+			fmt.Fprintln(stderr, "The manager has recorded this scan already")
+			return nil
+		case err == nil && status == http.StatusRequestEntityTooLarge:
+			fmt.Fprintf(stderr, "The manager recorded the SBOM as too large: %s\n", answer)
+			return nil
+		case err == nil && (status == http.StatusUnauthorized || status == http.StatusForbidden || status == http.StatusBadRequest):
+			return fmt.Errorf("the manager refused the report: %d: %s", status, answer)
+		case err == nil:
+			err = fmt.Errorf("%d: %s", status, answer)
+		}
+		fmt.Fprintf(stderr, "Report try %d failed (%v); trying again in %s\n", try, err, wait)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("reporting to %s: %w (last: %v)", o.reportURL, ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
 	}
-	request.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+}
+
+func send(ctx context.Context, client *http.Client, url, token string, body []byte, imageSize int64) (int, string, error) {
+	request, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	request.Header.Set("Authorization", "Bearer "+token)
 	request.Header.Set("Content-Type", "application/json")
+	request.Header.Set("Expect", "100-continue")
+	if imageSize > 0 {
+		request.Header.Set(executor.ImageSizeHeader, strconv.FormatInt(imageSize, 10))
+	}
 	response, err := client.Do(request)
 	if err != nil {
-		return fmt.Errorf("reporting to %s: %w", o.reportURL, err)
+		return 0, "", err
 	}
 	defer response.Body.Close()
-	if response.StatusCode != http.StatusNoContent {
-		answer, _ := io.ReadAll(io.LimitReader(response.Body, 1024))
-		return fmt.Errorf("the manager refused the report: %s: %s", response.Status, strings.TrimSpace(string(answer)))
-	}
-	return nil
+	answer, _ := io.ReadAll(io.LimitReader(response.Body, 1024))
+	return response.StatusCode, strings.TrimSpace(string(answer)), nil
 }

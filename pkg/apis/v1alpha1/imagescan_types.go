@@ -28,15 +28,20 @@ const (
 	ConditionResolved = "Resolved"
 	// ConditionScanned is true once the image's SBOM is stored and matched.
 	ConditionScanned = "Scanned"
+	// ConditionSBOMStored is true once the current scan attempt's SBOM is in the SBOM store of
+	// the replica that reconciles; it is reset when an attempt starts.
+	ConditionSBOMStored = "SBOMStored"
 )
 
 // Bounds of an ImageScan's lists, which keep the object far below etcd's size limit.
 const (
 	// MaxImageReferences is the number of references an ImageScan keeps.
 	MaxImageReferences = 32
-	// MaxImageScanVulnerabilities is the number of vulnerabilities an ImageScan lists; the
-	// severity counts always count all of them.
-	MaxImageScanVulnerabilities = 500
+	// MaxImageScanVulnerabilities is the number of vulnerabilities an ImageScan lists, the most
+	// severe first; the severity counts always count all of them.
+	MaxImageScanVulnerabilities = 1000
+	// MaxRelatedAdvisories is the number of related advisories an ImageVulnerability keeps.
+	MaxRelatedAdvisories = 2
 )
 
 // ImageScanSpec is the image to scan.
@@ -68,17 +73,24 @@ type ImageReference struct {
 	// +kubebuilder:validation:MaxLength=63
 	Namespace string `json:"namespace,omitempty"`
 
-	// ServiceAccountName is the service account of the workload, whose imagePullSecrets are used.
+	// Workload names the object that uses the reference in Namespace. Vigil reads that object
+	// itself to find the pull credentials (its pod spec's service account and pull secrets), and
+	// only when its pod spec really names the image: what an admission request claims never
+	// selects credentials.
 	// +optional
-	// +kubebuilder:validation:MaxLength=253
-	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+	Workload *WorkloadReference `json:"workload,omitempty"`
+}
 
-	// ImagePullSecrets are the names of the workload's own pull secrets in Namespace.
-	// +optional
-	// +kubebuilder:validation:MaxItems=16
-	// +kubebuilder:validation:items:MaxLength=253
-	// +listType=atomic
-	ImagePullSecrets []string `json:"imagePullSecrets,omitempty"`
+// WorkloadReference names a workload in the namespace of an ImageReference.
+type WorkloadReference struct {
+	// Kind is Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job or CronJob.
+	// +kubebuilder:validation:Enum=Pod;Deployment;StatefulSet;DaemonSet;ReplicaSet;Job;CronJob
+	Kind string `json:"kind"`
+
+	// Name is the workload's name.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
 }
 
 // ImageScanStatus is the state and result of an image's scan.
@@ -124,12 +136,24 @@ type ImageScanStatus struct {
 	// +optional
 	SeverityCounts SeverityCounts `json:"severityCounts,omitempty"`
 
-	// Vulnerabilities lists the image's vulnerabilities, most severe first, up to 500; the
-	// severity counts count all of them.
+	// Vulnerabilities lists the image's vulnerabilities, most severe first, up to 1,000; the
+	// severity counts count all of them. They are the findings of the last successful match and
+	// stay while the image is scanned again.
 	// +optional
-	// +kubebuilder:validation:MaxItems=500
+	// +kubebuilder:validation:MaxItems=1000
 	// +listType=atomic
 	Vulnerabilities []ImageVulnerability `json:"vulnerabilities,omitempty"`
+
+	// MatchAttempts counts the matches of the stored SBOM that started and did not finish; a
+	// match that keeps ending its process (too large for the manager's memory) ends TooLarge.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	MatchAttempts int32 `json:"matchAttempts,omitempty"`
+
+	// LastRunningTime is when a running container last used the image, renewed at most every
+	// few minutes; an image that nothing has run for the retention period is collected.
+	// +optional
+	LastRunningTime *metav1.Time `json:"lastRunningTime,omitempty"`
 }
 
 // SBOMSummary summarises an image's software bill of materials.
@@ -159,27 +183,66 @@ type DatabaseVersion struct {
 	Built metav1.Time `json:"built"`
 }
 
-// ImageVulnerability is one vulnerable package of an image.
+// ImageVulnerability is one vulnerable package of an image. The vulnerability's description,
+// CVSS ratings and links are read from the vulnerability database by ID and Namespace.
 type ImageVulnerability struct {
 	// ID is the vulnerability's identifier, for example CVE-2021-44228.
-	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:MaxLength=64
 	ID string `json:"id"`
+
+	// Namespace is the vulnerability database namespace of the record that matched, for example
+	// nvd:cpe or debian:distro:debian:12.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Namespace string `json:"namespace,omitempty"`
+
+	// Related are other advisories of the same vulnerability, for example its GHSA, up to 2.
+	// +optional
+	// +kubebuilder:validation:MaxItems=2
+	// +listType=atomic
+	Related []AdvisoryReference `json:"related,omitempty"`
 
 	// Severity is the vulnerability's severity.
 	Severity Severity `json:"severity"`
 
 	// Package is the vulnerable package's name.
-	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:MaxLength=128
 	Package string `json:"package"`
 
+	// Type is the package's ecosystem, for example deb or java-archive.
+	// +optional
+	// +kubebuilder:validation:MaxLength=32
+	Type string `json:"type,omitempty"`
+
 	// Installed is the installed version of the package.
-	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:MaxLength=64
 	Installed string `json:"installed"`
 
 	// FixedIn is the version that fixes the vulnerability, empty when none is known.
 	// +optional
-	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:MaxLength=64
 	FixedIn string `json:"fixedIn,omitempty"`
+
+	// FixState says whether a fix is known.
+	// +optional
+	FixState FixState `json:"fixState,omitempty"`
+
+	// Location is the file in the image that the package was found in.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	Location string `json:"location,omitempty"`
+}
+
+// AdvisoryReference names an advisory in the vulnerability database.
+type AdvisoryReference struct {
+	// ID is the advisory's identifier, for example GHSA-jfh8-c2jp-5v3q.
+	// +kubebuilder:validation:MaxLength=64
+	ID string `json:"id"`
+
+	// Namespace is the advisory's database namespace, for example github:language:java.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Namespace string `json:"namespace,omitempty"`
 }
 
 // ImageScan is the scan of one image digest: the references that name it, its SBOM summary and

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -59,17 +58,14 @@ func ReferenceScanName(image string) string {
 }
 
 // AddReference adds reference to the spec, one entry per image and namespace: an entry of the
-// same image and namespace takes the new service account and pull secrets. It keeps at most
-// MaxImageReferences entries and tells whether the spec changed.
+// same image and namespace takes the new workload. It keeps at most MaxImageReferences entries
+// and tells whether the spec changed.
 func (s *ImageScanSpec) AddReference(reference ImageReference) bool {
-	if len(reference.ImagePullSecrets) > 16 {
-		reference.ImagePullSecrets = reference.ImagePullSecrets[:16]
-	}
 	for i, existing := range s.References {
 		if existing.Image != reference.Image || existing.Namespace != reference.Namespace {
 			continue
 		}
-		if existing.ServiceAccountName == reference.ServiceAccountName && slices.Equal(existing.ImagePullSecrets, reference.ImagePullSecrets) {
+		if reference.Workload == nil || (existing.Workload != nil && *existing.Workload == *reference.Workload) {
 			return false
 		}
 		s.References[i] = reference

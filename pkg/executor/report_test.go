@@ -1,0 +1,257 @@
+package executor
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	"github.com/vigil-dev/vigil/pkg/sbom"
+	"github.com/vigil-dev/vigil/pkg/sbomstore"
+)
+
+const testDigest = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+
+// outcomes records the outcomes it is given; stale makes it refuse them as stale.
+type outcomes struct {
+	mu       sync.Mutex
+	recorded []Outcome
+	stale    bool
+}
+
+func (o *outcomes) RecordOutcome(_ context.Context, outcome Outcome) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.stale {
+		return ErrStaleAttempt
+	}
+	o.recorded = append(o.recorded, outcome)
+	return nil
+}
+
+// countingReader counts the bytes read from it.
+type countingReader struct {
+	r    *bytes.Reader
+	read int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.read += n
+	return n, err
+}
+
+type reportWorld struct {
+	handler  *ReportHandler
+	outcomes *outcomes
+	store    *sbomstore.Store
+	leader   bool
+}
+
+// tokens are what the fake TokenReview knows: token → the user it authenticates.
+var tokens = map[string]authenticationv1.UserInfo{
+	"scan-pod": {Username: "system:serviceaccount:vigil-system:vigil-scanner", Extra: map[string]authenticationv1.ExtraValue{
+		"authentication.kubernetes.io/pod-name": {"vigil-scan-1-x"}, "authentication.kubernetes.io/pod-uid": {"pod-uid"},
+	}},
+	"ended-pod": {Username: "system:serviceaccount:vigil-system:vigil-scanner", Extra: map[string]authenticationv1.ExtraValue{
+		"authentication.kubernetes.io/pod-name": {"vigil-scan-ended-x"}, "authentication.kubernetes.io/pod-uid": {"ended-uid"},
+	}},
+	"deleted-pod": {Username: "system:serviceaccount:vigil-system:vigil-scanner", Extra: map[string]authenticationv1.ExtraValue{
+		"authentication.kubernetes.io/pod-name": {"vigil-scan-1-x"}, "authentication.kubernetes.io/pod-uid": {"an-earlier-pod"},
+	}},
+	"unbound": {Username: "system:serviceaccount:vigil-system:vigil-scanner"},
+	"tenant": {Username: "system:serviceaccount:shop:default", Extra: map[string]authenticationv1.ExtraValue{
+		"authentication.kubernetes.io/pod-name": {"vigil-scan-1-x"}, "authentication.kubernetes.io/pod-uid": {"pod-uid"},
+	}},
+}
+
+func scanJob(name string, uid string, ended bool) (*batchv1.Job, *corev1.Pod) {
+	labels := map[string]string{ComponentLabel: ComponentValue}
+	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{
+		Namespace: "vigil-system", Name: name, UID: types.UID("job-uid-" + uidOf(name)), Labels: labels,
+		Annotations: map[string]string{DigestAnnotation: testDigest, AttemptAnnotation: "2"},
+	}}
+	if ended {
+		job.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: "vigil-system", Name: name + "-x", UID: types.UID(uid), Labels: labels,
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: name, UID: job.UID, Controller: ptr.To(true)}},
+		},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning},
+	}
+	return job, pod
+}
+
+func uidOf(name string) string { return strings.ReplaceAll(name, "-", "") }
+
+func newReportWorld(t *testing.T) *reportWorld {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	job, pod := scanJob("vigil-scan-1", "pod-uid", false)
+	endedJob, endedPod := scanJob("vigil-scan-ended", "ended-uid", true)
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(job, pod, endedJob, endedPod).
+		WithInterceptorFuncs(interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			review, ok := obj.(*authenticationv1.TokenReview)
+			if !ok {
+				return c.Create(ctx, obj, opts...)
+			}
+			if len(review.Spec.Audiences) != 1 || review.Spec.Audiences[0] != ReportAudience {
+				return errors.New("the review does not ask for the report audience")
+			}
+			if user, ok := tokens[review.Spec.Token]; ok {
+				review.Status = authenticationv1.TokenReviewStatus{Authenticated: true, User: user, Audiences: review.Spec.Audiences}
+			}
+			return nil
+		}}).Build()
+	store, err := sbomstore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &reportWorld{outcomes: &outcomes{}, store: store, leader: true}
+	w.handler = &ReportHandler{
+		Client: c, Reader: c, Namespace: "vigil-system", ServiceAccountName: "vigil-scanner",
+		SBOMs: store, Outcomes: w.outcomes, IsLeader: func() bool { return w.leader }, MaxSBOMBytes: 1 << 20,
+	}
+	return w
+}
+
+func (w *reportWorld) post(kind, token string, body *countingReader) *httptest.ResponseRecorder {
+	request := httptest.NewRequest(http.MethodPost, ReportPath+"?kind="+kind, body)
+	if token != "" {
+		request.Header.Set("Authorization", "Bearer "+token)
+	}
+	request.Header.Set(ImageSizeHeader, "4096")
+	recorder := httptest.NewRecorder()
+	w.handler.ServeHTTP(recorder, request)
+	return recorder
+}
+
+func body(s string) *countingReader {
+	return &countingReader{r: bytes.NewReader([]byte(s))}
+}
+
+func TestAReportIsAuthenticatedBeforeItsBodyIsRead(t *testing.T) {
+	tests := []struct {
+		name     string
+		token    string
+		notLead  bool
+		wantCode int
+	}{
+		{"not the leader", "scan-pod", true, http.StatusServiceUnavailable},
+		{"no token", "", false, http.StatusUnauthorized},
+		{"a token that the API server does not know", "forged", false, http.StatusForbidden},
+		{"a tenant's token", "tenant", false, http.StatusForbidden},
+		{"a scanner token bound to no pod", "unbound", false, http.StatusForbidden},
+		{"a token of a pod that is gone", "deleted-pod", false, http.StatusForbidden},
+		{"a token of a Job that ended (a replay)", "ended-pod", false, http.StatusForbidden},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newReportWorld(t)
+			w.leader = !tc.notLead
+			sent := body(strings.Repeat("x", 4096))
+			if got := w.post(ReportSBOM, tc.token, sent); got.Code != tc.wantCode {
+				t.Errorf("answer %d %s, want %d", got.Code, got.Body.String(), tc.wantCode)
+			}
+			if sent.read != 0 {
+				t.Errorf("%d bytes of the body were read", sent.read)
+			}
+			if len(w.outcomes.recorded) != 0 || w.store.Has(testDigest) {
+				t.Error("a refused report was recorded")
+			}
+		})
+	}
+}
+
+func TestAReportIsAboutItsJobWhateverItsBodyClaims(t *testing.T) {
+	w := newReportWorld(t)
+	got := w.post(ReportSBOM, "scan-pod", body(`{"digest":"sha256:2222222222222222222222222222222222222222222222222222222222222222","artifacts":[]}`))
+	if got.Code != http.StatusNoContent {
+		t.Fatalf("answer %d %s", got.Code, got.Body.String())
+	}
+	if !w.store.Has(testDigest) {
+		t.Error("the SBOM is not stored under the Job's digest")
+	}
+	want := Outcome{Digest: testDigest, Attempt: 2, ImageSize: 4096}
+	if len(w.outcomes.recorded) != 1 || w.outcomes.recorded[0] != want {
+		t.Errorf("recorded %+v, want %+v", w.outcomes.recorded, want)
+	}
+}
+
+func TestAFailureReport(t *testing.T) {
+	tests := []struct {
+		name     string
+		body     string
+		wantCode int
+		check    func(error) bool
+	}{
+		{"a registry that refused the credentials", `{"error":"denied","unauthorized":true}`, http.StatusNoContent,
+			func(err error) bool { return errors.Is(err, sbom.ErrUnauthorized) }},
+		{"an image too large", `{"error":"too large","tooLarge":true}`, http.StatusNoContent,
+			func(err error) bool { return errors.As(err, new(*sbom.TooLargeError)) }},
+		{"an error", `{"error":"connection reset"}`, http.StatusNoContent, func(err error) bool { return err.Error() == "connection reset" }},
+		{"no error", `{}`, http.StatusBadRequest, nil},
+		{"not JSON", `{"error":`, http.StatusBadRequest, nil},
+		{"a body above its bound", `{"error":"` + strings.Repeat("x", MaxFailureBytes) + `"}`, http.StatusBadRequest, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newReportWorld(t)
+			if got := w.post(ReportFailure, "scan-pod", body(tc.body)); got.Code != tc.wantCode {
+				t.Fatalf("answer %d %s, want %d", got.Code, got.Body.String(), tc.wantCode)
+			}
+			if tc.check == nil {
+				if len(w.outcomes.recorded) != 0 {
+					t.Errorf("a bad report recorded %+v", w.outcomes.recorded)
+				}
+				return
+			}
+			if len(w.outcomes.recorded) != 1 || !tc.check(w.outcomes.recorded[0].Err) || w.outcomes.recorded[0].Attempt != 2 {
+				t.Errorf("recorded %+v", w.outcomes.recorded)
+			}
+		})
+	}
+}
+
+func TestAnSBOMAboveItsBoundLeavesTheImageTooLarge(t *testing.T) {
+	w := newReportWorld(t)
+	got := w.post(ReportSBOM, "scan-pod", body(strings.Repeat("x", 2<<20)))
+	if got.Code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("answer %d %s", got.Code, got.Body.String())
+	}
+	if w.store.Has(testDigest) {
+		t.Error("a cut SBOM was stored")
+	}
+	if len(w.outcomes.recorded) != 1 || !errors.As(w.outcomes.recorded[0].Err, new(*sbom.TooLargeError)) {
+		t.Errorf("recorded %+v", w.outcomes.recorded)
+	}
+}
+
+func TestASecondReportOfAnAttemptIsRefused(t *testing.T) {
+	w := newReportWorld(t)
+	w.outcomes.stale = true
+	if got := w.post(ReportFailure, "scan-pod", body(`{"error":"forged after the fact"}`)); got.Code != http.StatusConflict {
+		t.Errorf("answer %d %s, want 409", got.Code, got.Body.String())
+	}
+}

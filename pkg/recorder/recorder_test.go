@@ -1,0 +1,155 @@
+package recorder
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
+)
+
+var sha = strings.Repeat("ab", 32)
+
+func TestScanNameOf(t *testing.T) {
+	digest := "sha256:" + sha
+	tests := []struct{ image, want string }{
+		{"registry.example/mesh/proxy@" + digest, "sha256-" + sha},
+		{"registry.example/mesh/proxy:1.2@" + digest, "sha256-" + sha},
+		{"registry.example/shop/api:1.4", vigilv1alpha1.ReferenceScanName("registry.example/shop/api:1.4")},
+		{"docker-pullable://registry.example/mesh/proxy@" + digest, "sha256-" + sha},
+		{"registry.example/shop/api@sha256:short", vigilv1alpha1.ReferenceScanName("registry.example/shop/api@sha256:short")},
+		{"registry.example/shop/api@sha256:" + sha[:63] + "X", vigilv1alpha1.ReferenceScanName("registry.example/shop/api@sha256:" + sha[:63] + "X")},
+	}
+	for _, tc := range tests {
+		if got := ScanNameOf(ImageRecord{Image: tc.image}); got != tc.want {
+			t.Errorf("ScanNameOf(%q) = %q, want %q", tc.image, got, tc.want)
+		}
+	}
+	if got := ScanNameOf(ImageRecord{Image: "registry.example/shop/api:1.4", Digest: digest}); got != "sha256-"+sha {
+		t.Errorf("a record with a digest is recorded as %q", got)
+	}
+}
+
+func TestMergeReferences(t *testing.T) {
+	api := &vigilv1alpha1.WorkloadReference{Kind: "Deployment", Name: "api"}
+	existing := []vigilv1alpha1.ImageReference{{Image: "app:1", Namespace: "shop", Workload: api}}
+	tests := []struct {
+		name         string
+		records      []ImageRecord
+		wantLen      int
+		wantChanged  bool
+		wantWorkload string
+	}{
+		{"the same reference", []ImageRecord{{Image: "app:1", Namespace: "shop", WorkloadKind: "Deployment", WorkloadName: "api"}}, 1, false, "api"},
+		{"a record without a workload keeps the known one", []ImageRecord{{Image: "app:1", Namespace: "shop"}}, 1, false, "api"},
+		{"another workload of the namespace", []ImageRecord{{Image: "app:1", Namespace: "shop", WorkloadKind: "Pod", WorkloadName: "web-1"}}, 1, true, "web-1"},
+		{"another namespace", []ImageRecord{{Image: "app:1", Namespace: "jobs", WorkloadKind: "CronJob", WorkloadName: "report"}}, 2, true, "api"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			merged, changed := mergeReferences(existing, tc.records)
+			if len(merged) != tc.wantLen || changed != tc.wantChanged {
+				t.Errorf("merged %+v changed %v", merged, changed)
+			}
+			if merged[0].Workload == nil || merged[0].Workload.Name != tc.wantWorkload {
+				t.Errorf("the shop reference names workload %+v, want %s", merged[0].Workload, tc.wantWorkload)
+			}
+			if len(existing) != 1 || existing[0].Workload != api {
+				t.Errorf("the existing references were modified: %+v", existing)
+			}
+		})
+	}
+
+	var many []ImageRecord
+	for i := range vigilv1alpha1.MaxImageReferences + 10 {
+		many = append(many, ImageRecord{Image: "app:1", Namespace: fmt.Sprintf("ns-%d", i)})
+	}
+	if merged, _ := mergeReferences(nil, many); len(merged) != vigilv1alpha1.MaxImageReferences {
+		t.Errorf("merged %d references, want the bound %d", len(merged), vigilv1alpha1.MaxImageReferences)
+	}
+}
+
+func TestRecentSet(t *testing.T) {
+	now := time.Now()
+	set := newRecentSet(2, time.Minute)
+	set.add("a", "shop", now)
+	set.add("b", "shop", now)
+	if !set.contains("a", now) || !set.contains("b", now) || set.countOf("shop") != 2 {
+		t.Fatal("added keys are not remembered")
+	}
+	set.add("c", "jobs", now) // evicts the oldest, a
+	if set.contains("a", now) || !set.contains("c", now) {
+		t.Error("the oldest key was not evicted")
+	}
+	if set.countOf("shop") != 1 || set.countOf("jobs") != 1 {
+		t.Errorf("counts shop %d jobs %d, want 1 and 1", set.countOf("shop"), set.countOf("jobs"))
+	}
+	if set.contains("b", now.Add(2*time.Minute)) || set.countOf("shop") != 0 {
+		t.Error("an expired key is remembered")
+	}
+}
+
+func newTestRecorder(options Options) *Recorder {
+	return New(nil, nil, nil, options)
+}
+
+func TestANamespaceCannotCrowdOutTheOthers(t *testing.T) {
+	r := newTestRecorder(Options{QueueSize: 100, NamespaceQueueSize: 10, NamespaceImages: 1000, BatchSize: 6, RememberFor: time.Hour, RememberMax: 1000})
+	// The attacker floods first; two tenants record one image each afterwards.
+	accepted := 0
+	for i := range 50 {
+		if r.Enqueue(ImageRecord{Image: fmt.Sprintf("attacker.example/x:%d", i), Namespace: "attacker"}) {
+			accepted++
+		}
+	}
+	if accepted != 10 {
+		t.Errorf("the flooding namespace queued %d records, want its bound 10", accepted)
+	}
+	if !r.Enqueue(ImageRecord{Image: "shop/api:1", Namespace: "shop"}) || !r.Enqueue(ImageRecord{Image: "jobs/report:1", Namespace: "jobs"}) {
+		t.Fatal("another namespace's record was dropped while the flooding namespace was at its bound")
+	}
+	batch := r.takeBatch()
+	namespaces := map[string]int{}
+	for _, record := range batch {
+		namespaces[record.Namespace]++
+	}
+	if namespaces["shop"] != 1 || namespaces["jobs"] != 1 {
+		t.Errorf("the first round took %v, want the records of shop and jobs in it", namespaces)
+	}
+}
+
+func TestANamespaceIsBoundedInDistinctImagesPerPeriod(t *testing.T) {
+	r := newTestRecorder(Options{QueueSize: 100, NamespaceQueueSize: 100, NamespaceImages: 3, BatchSize: 100, RememberFor: time.Hour, RememberMax: 1000})
+	for i := range 3 {
+		if !r.Enqueue(ImageRecord{Image: fmt.Sprintf("x:%d", i), Namespace: "attacker"}) {
+			t.Fatalf("record %d was dropped below the bound", i)
+		}
+	}
+	for _, record := range r.takeBatch() { // as write does after a successful round
+		delete(r.pending, record.key())
+		r.recent.add(record.key(), record.Namespace, time.Now())
+	}
+	if r.Enqueue(ImageRecord{Image: "x:3", Namespace: "attacker"}) {
+		t.Error("a fourth distinct image within the period was queued")
+	}
+	if !r.Enqueue(ImageRecord{Image: "x:0", Namespace: "attacker"}) {
+		t.Error("an image recorded lately was refused instead of being known")
+	}
+	if !r.Enqueue(ImageRecord{Image: "x:3", Namespace: "shop"}) {
+		t.Error("another namespace was bounded by the attacker's images")
+	}
+}
+
+func TestTheWholeQueueIsBounded(t *testing.T) {
+	r := newTestRecorder(Options{QueueSize: 5, NamespaceQueueSize: 100, NamespaceImages: 1000, BatchSize: 100, RememberFor: time.Hour, RememberMax: 1000})
+	accepted := 0
+	for i := range 20 {
+		if r.Enqueue(ImageRecord{Image: fmt.Sprintf("x:%d", i), Namespace: fmt.Sprintf("ns-%d", i)}) {
+			accepted++
+		}
+	}
+	if accepted != 5 || len(r.takeBatch()) != 5 {
+		t.Errorf("accepted %d records into a queue of 5", accepted)
+	}
+}
