@@ -82,8 +82,14 @@ func JobName(digest string) string {
 	return "vigil-scan-" + strings.TrimPrefix(digest, "sha256:")[:40]
 }
 
-// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
+// Jobs are read cluster-wide (workload resolution needs them) but created and deleted only in
+// Vigil's namespace; the chart renders the namespaced rules into the release namespace.
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=create;delete,namespace=vigil-system
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=create;delete,namespace=vigil-system
+// The credentials Secret names its Job as owner with blockOwnerDeletion, which clusters that
+// enforce owner-reference permissions (OpenShift) allow only with update on jobs/finalizers.
+// +kubebuilder:rbac:groups=batch,resources=jobs/finalizers,verbs=update,namespace=vigil-system
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 
 // Submit creates the scan Job of req.Digest and its credentials Secret, unless the Job exists.
