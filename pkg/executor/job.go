@@ -12,6 +12,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -181,6 +182,7 @@ func (j *Jobs) job(name, digest string, images []string) *batchv1.Job {
 	if scan.Timeout > 0 {
 		args = append(args, "--timeout", scan.Timeout.String())
 	}
+	args = append(args, scan.JobArgs()...)
 	for host, access := range scan.Registries {
 		if access.PlainHTTP {
 			args = append(args, "--plain-http", host)
@@ -228,7 +230,10 @@ func (j *Jobs) job(name, digest string, images []string) *batchv1.Job {
 						},
 					}},
 					Volumes: []corev1.Volume{
-						{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+						// the scratch volume is bounded by the Job's ephemeral storage limit, if any
+						{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+							SizeLimit: scratchSizeLimit(j.options.Resources),
+						}}},
 						{Name: "token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 							Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
 								Audience: ReportAudience, ExpirationSeconds: ptr.To[int64](3600), Path: "token",
@@ -245,6 +250,14 @@ func (j *Jobs) job(name, digest string, images []string) *batchv1.Job {
 			},
 		},
 	}
+}
+
+// scratchSizeLimit is the ephemeral storage limit of resources, or nil when it has none.
+func scratchSizeLimit(resources corev1.ResourceRequirements) *resource.Quantity {
+	if limit, ok := resources.Limits[corev1.ResourceEphemeralStorage]; ok {
+		return &limit
+	}
+	return nil
 }
 
 func finished(job *batchv1.Job) bool {
