@@ -271,7 +271,9 @@ func setupReconcilers(mgr manager.Manager, options *Options, recorder *webhook.R
 	}
 	registry := sbom.Options{
 		Platform: options.Platform, Timeout: options.RegistryTimeout, MaxImageSize: options.MaxImageSize, MaxSBOMSize: options.MaxSBOMSize,
-		Registries: sbom.RegistryAccessOf(options.PlainHTTPRegistries, options.SkipTLSVerifyRegistries),
+		Registries:          sbom.RegistryAccessOf(options.PlainHTTPRegistries, options.SkipTLSVerifyRegistries),
+		MaxUncompressedSize: options.MaxUncompressedSize, MaxLayers: options.MaxImageLayers, MaxFiles: options.MaxImageFiles,
+		Policy: options.RegistryPolicy,
 	}
 	scans := &imagescan.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Events: mgr.GetEventRecorder("vigil"),
@@ -286,9 +288,11 @@ func setupReconcilers(mgr manager.Manager, options *Options, recorder *webhook.R
 			Resources: corev1.ResourceRequirements{
 				Requests: corev1.ResourceList{
 					corev1.ResourceCPU: resource.MustParse(options.ScannerRequestsCPU), corev1.ResourceMemory: resource.MustParse(options.ScannerRequestsMemory),
+					corev1.ResourceEphemeralStorage: resource.MustParse(options.ScannerRequestsEphemeralStorage),
 				},
 				Limits: corev1.ResourceList{
 					corev1.ResourceCPU: resource.MustParse(options.ScannerLimitsCPU), corev1.ResourceMemory: resource.MustParse(options.ScannerLimitsMemory),
+					corev1.ResourceEphemeralStorage: resource.MustParse(options.ScannerLimitsEphemeralStorage),
 				},
 			},
 		})

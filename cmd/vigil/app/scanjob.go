@@ -34,6 +34,14 @@ type scanJobOptions struct {
 	timeout        time.Duration
 	plainHTTP      []string
 	skipTLSVerify  []string
+	// bounds and registry policy beyond --max-image-size and --max-sbom-size
+	maxUncompressedSize int64
+	maxLayers           int
+	maxFiles            int64
+	registryAllow       []string
+	registryDeny        []string
+	denyNetworks        []string
+	allowNetworks       []string
 }
 
 func newScanJobCommand(stderr io.Writer) *cobra.Command {
@@ -60,6 +68,17 @@ func newScanJobCommand(stderr io.Writer) *cobra.Command {
 	flags.DurationVar(&options.timeout, "timeout", 30*time.Second, "time each registry request may take")
 	flags.StringSliceVar(&options.plainHTTP, "plain-http", nil, "registry reached over plain HTTP")
 	flags.StringSliceVar(&options.skipTLSVerify, "insecure-skip-tls-verify", nil, "registry whose certificate is not verified")
+	flags.Int64Var(&options.maxUncompressedSize, "max-uncompressed-image-size", sbom.DefaultMaxUncompressedSize, "largest image, its layers decompressed, in bytes (0: no bound)")
+	flags.IntVar(&options.maxLayers, "max-image-layers", sbom.DefaultMaxLayers, "most layers of an image (0: no bound)")
+	flags.Int64Var(&options.maxFiles, "max-image-files", sbom.DefaultMaxFiles, "most files of an image, all layers together (0: no bound)")
+	flags.StringArrayVar(&options.registryAllow, "registry-allow", nil, "registry images may come from (repeatable; none: every registry not denied)")
+	flags.StringArrayVar(&options.registryDeny, "registry-deny", nil, "registry never contacted (repeatable)")
+	defaultDeny := []string{}
+	for _, network := range sbom.DefaultDenyNetworks() {
+		defaultDeny = append(defaultDeny, network.String())
+	}
+	flags.StringArrayVar(&options.denyNetworks, "registry-deny-network", defaultDeny, `CIDR range no registry connection may reach (repeatable; "" denies none)`)
+	flags.StringArrayVar(&options.allowNetworks, "registry-allow-network", nil, "CIDR range allowed inside the denied ones (repeatable)")
 	for _, required := range []string{"digest", "image", "report-url", "token-file"} {
 		_ = cmd.MarkFlagRequired(required)
 	}
@@ -67,9 +86,19 @@ func newScanJobCommand(stderr io.Writer) *cobra.Command {
 }
 
 func runScanJob(ctx context.Context, o *scanJobOptions, stderr io.Writer) error {
+	denyNetworks, err := sbom.ParseNetworks(o.denyNetworks)
+	if err != nil {
+		return fmt.Errorf("--registry-deny-network: %w", err)
+	}
+	allowNetworks, err := sbom.ParseNetworks(o.allowNetworks)
+	if err != nil {
+		return fmt.Errorf("--registry-allow-network: %w", err)
+	}
 	options := sbom.Options{
 		Platform: o.platform, MaxImageSize: o.maxImageSize, MaxSBOMSize: o.maxSBOMSize, Timeout: o.timeout,
-		Registries: sbom.RegistryAccessOf(o.plainHTTP, o.skipTLSVerify),
+		Registries:          sbom.RegistryAccessOf(o.plainHTTP, o.skipTLSVerify),
+		MaxUncompressedSize: o.maxUncompressedSize, MaxLayers: o.maxLayers, MaxFiles: o.maxFiles,
+		Policy: sbom.RegistryPolicy{Allow: o.registryAllow, Deny: o.registryDeny, DenyNetworks: denyNetworks, AllowNetworks: allowNetworks},
 	}
 	if o.registryConfig != "" {
 		content, err := os.ReadFile(o.registryConfig)
@@ -100,8 +129,14 @@ func runScanJob(ctx context.Context, o *scanJobOptions, stderr io.Writer) error 
 		report.Unauthorized = report.Unauthorized || errors.Is(err, sbom.ErrUnauthorized)
 	}
 	if len(errs) > 0 {
-		report.Error = oneLine(errors.Join(errs...).Error())
-		fmt.Fprintf(stderr, "Scan failed: %s\n", report.Error)
+		// the manager writes this into the ImageScan's status and Events: only Vigil's own short
+		// explanation of each failure, never text that a registry sent
+		messages := make([]string, len(errs))
+		for i, err := range errs {
+			_, messages[i] = sbom.Explain(err, "")
+		}
+		report.Error = oneLine(strings.Join(messages, "; "))
+		fmt.Fprintf(stderr, "Scan failed: %s\n", sbom.Sanitize(errors.Join(errs...).Error(), 4096))
 	}
 	if err := sendReport(ctx, o, report); err != nil {
 		return err
