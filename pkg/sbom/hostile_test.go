@@ -18,7 +18,7 @@ import (
 )
 
 // pushed serves img from a loopback registry and returns its reference.
-func pushed(t *testing.T, img v1.Image, repository string) string {
+func pushed(t testing.TB, img v1.Image, repository string) string {
 	t.Helper()
 	r := registry.Start(registry.Options{})
 	t.Cleanup(r.Close)

@@ -36,7 +36,7 @@ func TestParse(t *testing.T) {
 			name: "hostile-image bounds and registry policy on by default",
 			args: nil,
 			check: func(o *Options) bool {
-				return o.MaxImageSize == 2<<30 && o.MaxUncompressedSize == 8<<30 && o.MaxImageLayers == 256 && o.MaxImageFiles == 500_000 &&
+				return o.MaxImageSize == 2<<30 && o.MaxUncompressedSize == 8<<30 && o.MaxImageLayers == 256 && o.MaxImageFiles == 200_000 &&
 					networks(o.RegistryPolicy.DenyNetworks) == "169.254.0.0/16,fe80::/10" && len(o.RegistryPolicy.Allow) == 0
 			},
 		},
