@@ -12,6 +12,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -87,8 +88,14 @@ func JobName(digest string, attempt int32) string {
 	return fmt.Sprintf("vigil-scan-%s-%d", strings.TrimPrefix(digest, "sha256:")[:40], attempt)
 }
 
-// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
+// Jobs are read cluster-wide (workload resolution needs them) but created and deleted only in
+// Vigil's namespace; the chart renders the namespaced rules into the release namespace.
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=create;delete,namespace=vigil-system
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=create;delete,namespace=vigil-system
+// The credentials Secret names its Job as owner with blockOwnerDeletion, which clusters that
+// enforce owner-reference permissions (OpenShift) allow only with update on jobs/finalizers.
+// +kubebuilder:rbac:groups=batch,resources=jobs/finalizers,verbs=update,namespace=vigil-system
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 
 // Submit creates the scan Job of the attempt and its credentials Secret, unless the Job exists.
@@ -177,6 +184,7 @@ func (j *Jobs) job(name string, req Request, images []string) *batchv1.Job {
 	if scan.Timeout > 0 {
 		args = append(args, "--timeout", scan.Timeout.String())
 	}
+	args = append(args, scan.JobArgs()...)
 	for host, access := range scan.Registries {
 		if access.PlainHTTP {
 			args = append(args, "--plain-http", host)
@@ -226,7 +234,10 @@ func (j *Jobs) job(name string, req Request, images []string) *batchv1.Job {
 						},
 					}},
 					Volumes: []corev1.Volume{
-						{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+						// the scratch volume is bounded by the Job's ephemeral storage limit, if any
+						{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+							SizeLimit: scratchSizeLimit(j.options.Resources),
+						}}},
 						{Name: "token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 							Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
 								Audience: ReportAudience, ExpirationSeconds: ptr.To[int64](3600), Path: "token",
@@ -241,6 +252,14 @@ func (j *Jobs) job(name string, req Request, images []string) *batchv1.Job {
 			},
 		},
 	}
+}
+
+// scratchSizeLimit is the ephemeral storage limit of resources, or nil when it has none.
+func scratchSizeLimit(resources corev1.ResourceRequirements) *resource.Quantity {
+	if limit, ok := resources.Limits[corev1.ResourceEphemeralStorage]; ok {
+		return &limit
+	}
+	return nil
 }
 
 func finished(job *batchv1.Job) bool {

@@ -107,9 +107,10 @@ func (k keychain) Resolve(resource authn.Resource) (authn.Authenticator, error) 
 }
 
 // transportFor is the HTTP transport to ref's registry: it skips certificate verification only
-// for a registry configured to.
+// for a registry configured to, and dials only addresses that the registry policy allows.
 func transportFor(ref name.Reference, options Options) http.RoundTripper {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.DialContext = options.Policy.dialContext()
 	if options.Registries[ref.Context().RegistryStr()].SkipTLSVerify {
 		transport.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // configured per registry
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/anchore/syft/syft/cataloging"
 	"github.com/anchore/syft/syft/format/syftjson"
 	syftsbom "github.com/anchore/syft/syft/sbom"
+	syftsource "github.com/anchore/syft/syft/source"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -46,6 +47,17 @@ type Options struct {
 	MaxImageSize int64
 	// MaxSBOMSize bounds the SBOM's size in bytes, as syft JSON; 0 means no bound.
 	MaxSBOMSize int64
+	// MaxUncompressedSize bounds the image's layers once decompressed, together, in bytes; 0
+	// means no bound. It is counted as the layers are read, so that a decompression bomb stops
+	// at the bound instead of filling the disk.
+	MaxUncompressedSize int64
+	// MaxLayers bounds the image's layers; 0 means no bound.
+	MaxLayers int
+	// MaxFiles bounds the entries (files, directories, links) of all layers together; 0 means
+	// no bound. Each entry costs memory in the scanner's file index.
+	MaxFiles int64
+	// Policy says which registries and addresses may be contacted.
+	Policy RegistryPolicy
 	// Timeout bounds each registry request; 0 means 30 seconds.
 	Timeout time.Duration
 }
@@ -108,13 +120,27 @@ func (r *Result) Packages() int {
 
 // TooLargeError says that the image or its SBOM exceeds its configured bound.
 type TooLargeError struct {
-	// What is "image" or "SBOM".
+	// What is "image", "decompressed image", "SBOM", or, with a Unit, what is counted.
 	What  string
 	Size  int64
 	Limit int64
+	// Unit names what Size and Limit count ("files", "layers"); empty means bytes.
+	Unit string
+	// AtLeast tells that counting stopped at Size, past the limit: the whole is larger.
+	AtLeast bool
 }
 
 func (e *TooLargeError) Error() string {
+	more := ""
+	if e.AtLeast {
+		more = "at least "
+	}
+	if e.Unit != "" {
+		return fmt.Sprintf("the %s has %s%d %s, above the limit of %d", e.What, more, e.Size, e.Unit, e.Limit)
+	}
+	if e.AtLeast {
+		return fmt.Sprintf("the %s is larger than the limit of %s", e.What, humanBytes(e.Limit))
+	}
 	return fmt.Sprintf("the %s is %s, above the limit of %s", e.What, humanBytes(e.Size), humanBytes(e.Limit))
 }
 
@@ -154,13 +180,9 @@ func Generate(ctx context.Context, source Source, options Options) (*Result, err
 		return nil, &TooLargeError{What: "image", Size: imageSize, Limit: options.MaxImageSize}
 	}
 
-	config := syft.DefaultGetSourceConfig().
-		WithSources(string(source.Scheme)).
-		WithPlatform(parsedPlatform).
-		WithRegistryOptions(registryOptions(source, options))
-	src, err := syft.GetSource(ctx, source.Location, config)
+	src, err := openSource(ctx, source, options, parsedPlatform)
 	if err != nil {
-		return nil, classify(fmt.Errorf("reading %s: %w", source, err))
+		return nil, err
 	}
 	defer src.Close()
 
@@ -178,6 +200,23 @@ func Generate(ctx context.Context, source Source, options Options) (*Result, err
 		return nil, err
 	}
 	return &Result{SBOM: document, ImageSize: imageSize, JSON: encoded}, nil
+}
+
+// openSource reads a registry image through Vigil's own transport and within the bounds of
+// options (openRegistrySource), and a local image with syft's sources.
+func openSource(ctx context.Context, source Source, options Options, platform *image.Platform) (syftsource.Source, error) {
+	if source.Scheme == SchemeRegistry {
+		return openRegistrySource(ctx, source, options, platform)
+	}
+	config := syft.DefaultGetSourceConfig().
+		WithSources(string(source.Scheme)).
+		WithPlatform(platform).
+		WithRegistryOptions(registryOptions(source, options))
+	src, err := syft.GetSource(ctx, source.Location, config)
+	if err != nil {
+		return nil, classify(fmt.Errorf("reading %s: %w", source, err))
+	}
+	return src, nil
 }
 
 // licenseScannerIdle is how long syft's license scanner is kept after the last scan ends.
@@ -351,6 +390,9 @@ func measureRemote(ctx context.Context, source Source, options Options, platform
 	if err != nil {
 		return 0, err
 	}
+	if err := options.Policy.CheckRegistry(ref.Context().RegistryStr()); err != nil {
+		return 0, err
+	}
 	p, err := v1.ParsePlatform(platform)
 	if err != nil {
 		return 0, fmt.Errorf("platform %q: %w", platform, err)
@@ -369,6 +411,9 @@ func measureRemote(ctx context.Context, source Source, options Options, platform
 	manifest, err := img.Manifest()
 	if err != nil {
 		return 0, classify(fmt.Errorf("reading the manifest of %s: %w", source, err))
+	}
+	if options.MaxLayers > 0 && len(manifest.Layers) > options.MaxLayers {
+		return 0, &TooLargeError{What: "image", Size: int64(len(manifest.Layers)), Limit: int64(options.MaxLayers), Unit: "layers"}
 	}
 	size := manifest.Config.Size
 	for _, layer := range manifest.Layers {
@@ -422,6 +467,9 @@ func classify(err error) error {
 func Resolve(ctx context.Context, image string, options Options) (string, error) {
 	ref, err := parseReference(image, options)
 	if err != nil {
+		return "", err
+	}
+	if err := options.Policy.CheckRegistry(ref.Context().RegistryStr()); err != nil {
 		return "", err
 	}
 	timeout := options.Timeout

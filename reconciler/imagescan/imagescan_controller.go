@@ -32,19 +32,19 @@ import (
 	"github.com/vigil-dev/vigil/pkg/sbom"
 )
 
-// Reasons of the Resolved, Scanned and SBOMStored conditions, and of the ImageScan's events.
+// Reasons of the Resolved, Scanned and SBOMStored conditions, and of the ImageScan's events;
+// sbom.Explain gives the reasons of registry failures (AuthenticationFailed, ImageNotFound,
+// RegistryUnreachable, RegistryDenied, RegistryError, TooLarge).
 const (
 	ReasonResolved             = "Resolved"
-	ReasonAuthenticationFailed = "AuthenticationFailed"
-	ReasonImageNotFound        = "ImageNotFound"
-	ReasonRegistryUnreachable  = "RegistryUnreachable"
+	ReasonAuthenticationFailed = sbom.ReasonAuthenticationFailed
 	ReasonResolveFailed        = "ResolveFailed"
 	ReasonDatabaseNotReady     = "DatabaseNotReady"
 	ReasonScanning             = "Scanning"
 	ReasonRetryScheduled       = "RetryScheduled"
 	ReasonAttemptLost          = "AttemptLost"
 	ReasonScanFailed           = "ScanFailed"
-	ReasonTooLarge             = "TooLarge"
+	ReasonTooLarge             = sbom.ReasonTooLarge
 	ReasonOOMKilled            = "OOMKilled"
 	ReasonStored               = "Stored"
 	ReasonSBOMNotStored        = "SBOMNotStored"
@@ -306,8 +306,9 @@ func (r *Reconciler) RecordOutcome(ctx context.Context, outcome executor.Outcome
 	}
 	scanOutcomes.WithLabelValues(outcomeLabel(recorded)).Inc()
 	if outcome.Err != nil {
-		r.Events.Eventf(recorded, nil, corev1.EventTypeWarning, scannedCondition(recorded).Reason, "Scan", "Scan attempt %d failed: %s",
-			outcome.Attempt, oneLine(outcome.Err.Error(), 500))
+		condition := scannedCondition(recorded)
+		r.Events.Eventf(recorded, nil, corev1.EventTypeWarning, condition.Reason, "Scan", "Scan attempt %d failed: %s",
+			outcome.Attempt, condition.Message)
 	}
 	return nil
 }
@@ -330,7 +331,8 @@ func (r *Reconciler) outcomeStatus(scan *vigilv1alpha1.ImageScan, outcome execut
 		return status
 	}
 	status.LastAttemptTime = &at
-	reason := failureReason(outcome.Err, ReasonScanFailed)
+	// The message is Vigil's own short explanation, never text that a registry sent.
+	reason, message := sbom.Explain(outcome.Err, ReasonScanFailed)
 	var tooLarge *sbom.TooLargeError
 	var oomKilled *executor.OOMKilledError
 	switch {
@@ -339,13 +341,12 @@ func (r *Reconciler) outcomeStatus(scan *vigilv1alpha1.ImageScan, outcome execut
 	case errors.As(outcome.Err, &oomKilled):
 		status.Phase = vigilv1alpha1.ImageScanTooLarge
 		reason = ReasonOOMKilled
-	case status.Attempts >= r.MaxAttempts || reason == ReasonAuthenticationFailed:
+	case status.Attempts >= r.MaxAttempts || reason == ReasonAuthenticationFailed || reason == sbom.ReasonRegistryDenied:
 		status.Phase = vigilv1alpha1.ImageScanFailed
 	default:
 		status.Phase = vigilv1alpha1.ImageScanPending
 		reason = ReasonRetryScheduled
 	}
-	message := oneLine(outcome.Err.Error(), 1000)
 	setCondition(status, scan, vigilv1alpha1.ConditionSBOMStored, metav1.ConditionFalse, reason, message)
 	setCondition(status, scan, vigilv1alpha1.ConditionScanned, metav1.ConditionFalse, reason, message)
 	return status
@@ -529,24 +530,6 @@ func outcomeLabel(scan *vigilv1alpha1.ImageScan) string {
 		return "stored"
 	}
 	return strings.ToLower(string(scan.Status.Phase))
-}
-
-// failureReason names why a registry operation failed.
-func failureReason(err error, otherwise string) string {
-	message := err.Error()
-	var tooLarge *sbom.TooLargeError
-	switch {
-	case errors.As(err, &tooLarge):
-		return ReasonTooLarge
-	case errors.Is(err, sbom.ErrUnauthorized):
-		return ReasonAuthenticationFailed
-	case strings.Contains(message, "MANIFEST_UNKNOWN") || strings.Contains(message, "NAME_UNKNOWN") || strings.Contains(message, "status code 404"):
-		return ReasonImageNotFound
-	case strings.Contains(message, "connection refused") || strings.Contains(message, "no such host") ||
-		strings.Contains(message, "deadline exceeded") || strings.Contains(message, "i/o timeout"):
-		return ReasonRegistryUnreachable
-	}
-	return otherwise
 }
 
 // oneLine folds a message into one line of at most n bytes.

@@ -77,7 +77,7 @@ func (r *Reconciler) resolve(ctx context.Context, scan *vigilv1alpha1.ImageScan)
 }
 
 func (r *Reconciler) resolveFailed(ctx context.Context, scan *vigilv1alpha1.ImageScan, err error) (ctrl.Result, error) {
-	reason := failureReason(err, ReasonResolveFailed)
+	reason, message := sbom.Explain(err, ReasonResolveFailed)
 	status := scan.Status.DeepCopy()
 	if resolvedCondition(scan).ObservedGeneration != scan.Generation {
 		status.Attempts = 0 // new references since the last failure: a fresh series of attempts
@@ -85,16 +85,16 @@ func (r *Reconciler) resolveFailed(ctx context.Context, scan *vigilv1alpha1.Imag
 	status.Attempts++
 	now := metav1.NewTime(time.Now())
 	status.LastAttemptTime = &now
-	final := status.Attempts >= r.MaxAttempts
+	final := status.Attempts >= r.MaxAttempts || reason == sbom.ReasonRegistryDenied
 	status.Phase = vigilv1alpha1.ImageScanPending
 	if final {
 		status.Phase = vigilv1alpha1.ImageScanFailed
 	}
-	setCondition(status, scan, vigilv1alpha1.ConditionResolved, metav1.ConditionFalse, reason, oneLine(err.Error(), 1000))
+	setCondition(status, scan, vigilv1alpha1.ConditionResolved, metav1.ConditionFalse, reason, message)
 	if err := r.writeStatus(ctx, scan, status); err != nil {
 		return ctrl.Result{}, err
 	}
-	r.Events.Eventf(scan, nil, corev1.EventTypeWarning, reason, "Resolve", "Could not resolve %s: %s", scan.Spec.References[0].Image, oneLine(err.Error(), 500))
+	r.Events.Eventf(scan, nil, corev1.EventTypeWarning, reason, "Resolve", "Could not resolve %s: %s", scan.Spec.References[0].Image, message)
 	if final {
 		// A new reference (another namespace, another workload) changes the spec and tries again.
 		return ctrl.Result{}, nil

@@ -50,7 +50,11 @@ type Reconciler struct {
 }
 
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=rolebindings,verbs=get;list;watch;create;update;patch;delete
+// RoleBindings are read, changed and deleted only by Vigil's own name (the manager's cache
+// selects that name); create cannot be limited by name, the API server only knows the name
+// from the request body, so create is granted in every namespace.
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=rolebindings,verbs=create
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=rolebindings,verbs=get;list;watch;update;patch;delete,resourceNames=vigil-pull-secrets
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=vigil-pull-secret-reader
 // +kubebuilder:rbac:groups=project.openshift.io,resources=projects,verbs=get;list;watch
 

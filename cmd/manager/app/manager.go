@@ -16,6 +16,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -53,8 +54,10 @@ import (
 // LeaderElectionID names the Lease that the manager's replicas elect their leader with.
 const LeaderElectionID = "vigil-manager.vigil.dev"
 
-// The manager's own permissions: leader election, events, and the reviews that guard /metrics.
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// The manager's own permissions: leader election (its Lease lives in Vigil's namespace, so that
+// the manager cannot take over another component's leader Lease), events, and the reviews that
+// guard /metrics.
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete,namespace=vigil-system
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
@@ -185,8 +188,12 @@ func newManager(restConfig *rest.Config, options *Options) (manager.Manager, err
 			// Pods are cached cluster-wide; their managed fields are never read.
 			DefaultTransform: cache.TransformStripManagedFields(),
 			ByObject: map[client.Object]cache.ByObject{
-				// Only the RoleBindings Vigil keeps, not every RoleBinding of the cluster.
-				&rbacv1.RoleBinding{}: {Label: labels.SelectorFromSet(labels.Set{namespace.ManagedByLabel: namespace.ManagedByValue})},
+				// Only the RoleBindings Vigil keeps, not every RoleBinding of the cluster: selected
+				// by name too, since the manager may read RoleBindings of that name only.
+				&rbacv1.RoleBinding{}: {
+					Label: labels.SelectorFromSet(labels.Set{namespace.ManagedByLabel: namespace.ManagedByValue}),
+					Field: fields.OneTermEqualSelector("metadata.name", namespace.RoleBindingName),
+				},
 			},
 		},
 		Client: client.Options{
@@ -268,7 +275,9 @@ func setupReconcilers(mgr manager.Manager, options *Options, images *recorder.Re
 	}
 	registry := sbom.Options{
 		Platform: options.Platform, Timeout: options.RegistryTimeout, MaxImageSize: options.MaxImageSize, MaxSBOMSize: options.MaxSBOMSize,
-		Registries: sbom.RegistryAccessOf(options.PlainHTTPRegistries, options.SkipTLSVerifyRegistries),
+		Registries:          sbom.RegistryAccessOf(options.PlainHTTPRegistries, options.SkipTLSVerifyRegistries),
+		MaxUncompressedSize: options.MaxUncompressedSize, MaxLayers: options.MaxImageLayers, MaxFiles: options.MaxImageFiles,
+		Policy: options.RegistryPolicy,
 	}
 	scans := &imagescan.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Events: mgr.GetEventRecorder("vigil"),
@@ -285,9 +294,11 @@ func setupReconcilers(mgr manager.Manager, options *Options, images *recorder.Re
 			Resources: corev1.ResourceRequirements{
 				Requests: corev1.ResourceList{
 					corev1.ResourceCPU: resource.MustParse(options.ScannerRequestsCPU), corev1.ResourceMemory: resource.MustParse(options.ScannerRequestsMemory),
+					corev1.ResourceEphemeralStorage: resource.MustParse(options.ScannerRequestsEphemeralStorage),
 				},
 				Limits: corev1.ResourceList{
 					corev1.ResourceCPU: resource.MustParse(options.ScannerLimitsCPU), corev1.ResourceMemory: resource.MustParse(options.ScannerLimitsMemory),
+					corev1.ResourceEphemeralStorage: resource.MustParse(options.ScannerLimitsEphemeralStorage),
 				},
 			},
 		}, scans)

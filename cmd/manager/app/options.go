@@ -4,11 +4,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/vigil-dev/vigil/pkg/sbom"
 
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 )
@@ -76,6 +79,15 @@ type Options struct {
 	PlainHTTPRegistries, SkipTLSVerifyRegistries []string
 	// RegistryTimeout bounds each registry request.
 	RegistryTimeout time.Duration
+	// MaxUncompressedSize, MaxImageLayers and MaxImageFiles bound an image's decompressed
+	// layers, its layers and its files (0: no bound); larger ones are TooLarge.
+	MaxUncompressedSize, MaxImageFiles int64
+	MaxImageLayers                     int
+	// RegistryPolicy says which registries and addresses registry traffic may reach.
+	RegistryPolicy sbom.RegistryPolicy
+	// ScannerRequestsEphemeralStorage and ScannerLimitsEphemeralStorage are a scan Job's
+	// ephemeral storage; the limit also bounds its scratch volume.
+	ScannerRequestsEphemeralStorage, ScannerLimitsEphemeralStorage string
 	// PullSecretClusterRole is the ClusterRole each namespace's RoleBinding binds.
 	PullSecretClusterRole string
 	// FindingsRefreshInterval is how often a running workload's lastDetected is renewed.
@@ -145,7 +157,12 @@ func newFlagSet(options *Options) *flag.FlagSet {
 	fs.IntVar(&options.ScanMaxAttempts, "scan-max-attempts", 5, "Attempts at scanning one image digest before it is Failed.")
 	fs.DurationVar(&options.ScanRetryBackoff, "scan-retry-backoff", 30*time.Second,
 		"Wait after a first failed scan attempt; it doubles after each further failure, up to 30 minutes.")
-	fs.Int64Var(&options.MaxImageSize, "max-image-size", 0, "Largest image scanned, compressed, in bytes (0: no bound); larger ones are TooLarge.")
+	fs.Int64Var(&options.MaxImageSize, "max-image-size", sbom.DefaultMaxImageSize, "Largest image scanned, compressed, in bytes (0: no bound); larger ones are TooLarge.")
+	fs.Int64Var(&options.MaxUncompressedSize, "max-uncompressed-image-size", sbom.DefaultMaxUncompressedSize,
+		"Largest image scanned, its layers decompressed together, in bytes (0: no bound); larger ones are TooLarge. Keep it below the scan Jobs' ephemeral storage limit.")
+	fs.IntVar(&options.MaxImageLayers, "max-image-layers", sbom.DefaultMaxLayers, "Most layers of an image scanned (0: no bound); images with more are TooLarge.")
+	fs.Int64Var(&options.MaxImageFiles, "max-image-files", sbom.DefaultMaxFiles,
+		"Most files (tar entries of all layers) of an image scanned (0: no bound); images with more are TooLarge. Each costs scanner memory.")
 	fs.Int64Var(&options.MaxSBOMSize, "max-sbom-size", 0, "Largest SBOM kept, in bytes (0: no bound); larger ones are TooLarge.")
 	fs.StringVar(&options.Platform, "platform", "linux/amd64", "Platform scanned of multi-platform images.")
 	fs.Func("plain-http-registry", "Registry host[:port] reached over plain HTTP (repeatable).", func(v string) error {
@@ -157,6 +174,19 @@ func newFlagSet(options *Options) *flag.FlagSet {
 		return nil
 	})
 	fs.DurationVar(&options.RegistryTimeout, "registry-timeout", 30*time.Second, "Time each registry request may take.")
+	fs.Func("registry-allow", "Registry host[:port] or *.domain that images may come from (repeatable); none given allows every registry not denied.", func(v string) error {
+		options.RegistryPolicy.Allow = append(options.RegistryPolicy.Allow, v)
+		return nil
+	})
+	fs.Func("registry-deny", "Registry host[:port] or *.domain never contacted (repeatable).", func(v string) error {
+		options.RegistryPolicy.Deny = append(options.RegistryPolicy.Deny, v)
+		return nil
+	})
+	options.RegistryPolicy.DenyNetworks = sbom.DefaultDenyNetworks()
+	fs.Var(&networkList{list: &options.RegistryPolicy.DenyNetworks}, "registry-deny-network",
+		`CIDR range that no registry connection may reach, checked on the resolved address of every connection (repeatable; the first use replaces the default; "" denies none). Add the cluster's Service range; add 127.0.0.0/8 and ::1/128 to deny loopback.`)
+	fs.Var(&networkList{list: &options.RegistryPolicy.AllowNetworks}, "registry-allow-network",
+		"CIDR range or address allowed inside the denied networks, for example an in-cluster registry's Service address (repeatable).")
 	fs.StringVar(&options.PullSecretClusterRole, "pull-secret-cluster-role", "vigil-pull-secret-reader",
 		"ClusterRole (get secrets and serviceaccounts) that Vigil binds in every namespace it scans.")
 	fs.DurationVar(&options.FindingsRefreshInterval, "findings-refresh-interval", time.Hour,
@@ -182,6 +212,9 @@ func newFlagSet(options *Options) *flag.FlagSet {
 	fs.StringVar(&options.ScannerLimitsCPU, "scanner-limits-cpu", "1", "CPU limit of a scan Job.")
 	fs.StringVar(&options.ScannerLimitsMemory, "scanner-limits-memory", "1Gi",
 		"Memory limit of a scan Job; a Job killed for exceeding it leaves its image TooLarge.")
+	fs.StringVar(&options.ScannerRequestsEphemeralStorage, "scanner-requests-ephemeral-storage", "1Gi", "Ephemeral storage request of a scan Job.")
+	fs.StringVar(&options.ScannerLimitsEphemeralStorage, "scanner-limits-ephemeral-storage", "10Gi",
+		"Ephemeral storage limit of a scan Job, and the size limit of its scratch volume; keep it above --max-uncompressed-image-size.")
 	fs.BoolVar(&options.EnableHTTP2, "enable-http2", false,
 		"Serve HTTP/2 on the webhook and metrics servers; off by default against HTTP/2 stream attacks.")
 	fs.DurationVar(&options.GracefulShutdownTimeout, "graceful-shutdown-timeout", 30*time.Second,
@@ -226,10 +259,15 @@ func parse(args []string) (*Options, error) {
 	for flag, value := range map[string]string{
 		"--scanner-requests-cpu": options.ScannerRequestsCPU, "--scanner-requests-memory": options.ScannerRequestsMemory,
 		"--scanner-limits-cpu": options.ScannerLimitsCPU, "--scanner-limits-memory": options.ScannerLimitsMemory,
+		"--scanner-requests-ephemeral-storage": options.ScannerRequestsEphemeralStorage,
+		"--scanner-limits-ephemeral-storage":   options.ScannerLimitsEphemeralStorage,
 	} {
 		if _, err := resource.ParseQuantity(value); err != nil {
 			return nil, fmt.Errorf("%s %q is not a quantity", flag, value)
 		}
+	}
+	if options.MaxImageSize < 0 || options.MaxUncompressedSize < 0 || options.MaxImageLayers < 0 || options.MaxImageFiles < 0 {
+		return nil, errors.New("--max-image-size, --max-uncompressed-image-size, --max-image-layers and --max-image-files must not be negative")
 	}
 	if options.WebhookConcurrency <= 0 {
 		return nil, fmt.Errorf("--webhook-concurrency %d must be positive", options.WebhookConcurrency)
@@ -241,6 +279,36 @@ func parse(args []string) (*Options, error) {
 		return nil, errors.New("--graceful-shutdown-timeout must not be negative")
 	}
 	return options, nil
+}
+
+// networkList is a repeatable flag of CIDR ranges whose first use replaces its default.
+type networkList struct {
+	list *[]netip.Prefix
+	set  bool
+}
+
+func (n *networkList) String() string {
+	if n.list == nil {
+		return ""
+	}
+	values := make([]string, len(*n.list))
+	for i, prefix := range *n.list {
+		values[i] = prefix.String()
+	}
+	return strings.Join(values, ",")
+}
+
+func (n *networkList) Set(value string) error {
+	prefixes, err := sbom.ParseNetworks(strings.Split(value, ","))
+	if err != nil {
+		return err
+	}
+	if !n.set {
+		*n.list = nil
+		n.set = true
+	}
+	*n.list = append(*n.list, prefixes...)
+	return nil
 }
 
 // envOr is the value of the environment variable name, or fallback when it is empty.

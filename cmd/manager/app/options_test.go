@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +32,32 @@ func TestParse(t *testing.T) {
 				return o.LeaderElect && o.WebhookPort == 10250 && o.LeaderElectionNamespace == "vigil-system"
 			},
 		},
+		{
+			name: "hostile-image bounds and registry policy on by default",
+			args: nil,
+			check: func(o *Options) bool {
+				return o.MaxImageSize == 2<<30 && o.MaxUncompressedSize == 8<<30 && o.MaxImageLayers == 256 && o.MaxImageFiles == 200_000 &&
+					networks(o.RegistryPolicy.DenyNetworks) == "169.254.0.0/16,fe80::/10" && len(o.RegistryPolicy.Allow) == 0
+			},
+		},
+		{
+			name: "denied networks replace the default, allowed ones carve exceptions",
+			args: []string{"--registry-deny-network=10.96.0.0/12", "--registry-deny-network=169.254.0.0/16,127.0.0.0/8", "--registry-allow-network=10.96.0.20",
+				"--registry-allow=ghcr.io", "--registry-deny=*.internal.example"},
+			check: func(o *Options) bool {
+				p := o.RegistryPolicy
+				return networks(p.DenyNetworks) == "10.96.0.0/12,169.254.0.0/16,127.0.0.0/8" && networks(p.AllowNetworks) == "10.96.0.20/32" &&
+					strings.Join(p.Allow, ",") == "ghcr.io" && strings.Join(p.Deny, ",") == "*.internal.example"
+			},
+		},
+		{
+			name:  "an empty denied network denies none",
+			args:  []string{"--registry-deny-network="},
+			check: func(o *Options) bool { return len(o.RegistryPolicy.DenyNetworks) == 0 },
+		},
+		{name: "a bad network", args: []string{"--registry-deny-network=10.96.0.0/33"}, wantErr: "is not a CIDR range"},
+		{name: "a negative bound", args: []string{"--max-image-files=-1"}, wantErr: "must not be negative"},
+		{name: "a bad ephemeral storage", args: []string{"--scanner-limits-ephemeral-storage=lots"}, wantErr: "is not a quantity"},
 		{name: "a port out of range", args: []string{"--webhook-port=70000"}, wantErr: "--webhook-port 70000 is not a port number"},
 		{name: "a negative shutdown timeout", args: []string{"--graceful-shutdown-timeout=-1s"}, wantErr: "must not be negative"},
 		{name: "an unknown flag", args: []string{"--no-such-flag"}, wantErr: "flag provided but not defined: -no-such-flag"},
@@ -53,6 +80,15 @@ func TestParse(t *testing.T) {
 			}
 		})
 	}
+}
+
+// networks is prefixes as a comma-separated list.
+func networks(prefixes []netip.Prefix) string {
+	values := make([]string, len(prefixes))
+	for i, prefix := range prefixes {
+		values[i] = prefix.String()
+	}
+	return strings.Join(values, ",")
 }
 
 func TestHelpDocumentsEveryFlag(t *testing.T) {

@@ -37,6 +37,14 @@ type scanJobOptions struct {
 	reportTimeout     time.Duration
 	plainHTTP         []string
 	skipTLSVerify     []string
+	// bounds and registry policy beyond --max-image-size and --max-sbom-size
+	maxUncompressedSize int64
+	maxLayers           int
+	maxFiles            int64
+	registryAllow       []string
+	registryDeny        []string
+	denyNetworks        []string
+	allowNetworks       []string
 }
 
 func newScanJobCommand(stderr io.Writer) *cobra.Command {
@@ -66,6 +74,17 @@ func newScanJobCommand(stderr io.Writer) *cobra.Command {
 		"time the report may take, retries included (the manager may be changing leaders)")
 	flags.StringSliceVar(&options.plainHTTP, "plain-http", nil, "registry reached over plain HTTP")
 	flags.StringSliceVar(&options.skipTLSVerify, "insecure-skip-tls-verify", nil, "registry whose certificate is not verified")
+	flags.Int64Var(&options.maxUncompressedSize, "max-uncompressed-image-size", sbom.DefaultMaxUncompressedSize, "largest image, its layers decompressed, in bytes (0: no bound)")
+	flags.IntVar(&options.maxLayers, "max-image-layers", sbom.DefaultMaxLayers, "most layers of an image (0: no bound)")
+	flags.Int64Var(&options.maxFiles, "max-image-files", sbom.DefaultMaxFiles, "most files of an image, all layers together (0: no bound)")
+	flags.StringArrayVar(&options.registryAllow, "registry-allow", nil, "registry images may come from (repeatable; none: every registry not denied)")
+	flags.StringArrayVar(&options.registryDeny, "registry-deny", nil, "registry never contacted (repeatable)")
+	defaultDeny := []string{}
+	for _, network := range sbom.DefaultDenyNetworks() {
+		defaultDeny = append(defaultDeny, network.String())
+	}
+	flags.StringArrayVar(&options.denyNetworks, "registry-deny-network", defaultDeny, `CIDR range no registry connection may reach (repeatable; "" denies none)`)
+	flags.StringArrayVar(&options.allowNetworks, "registry-allow-network", nil, "CIDR range allowed inside the denied ones (repeatable)")
 	for _, required := range []string{"digest", "image", "report-url", "token-file"} {
 		_ = cmd.MarkFlagRequired(required)
 	}
@@ -73,12 +92,22 @@ func newScanJobCommand(stderr io.Writer) *cobra.Command {
 }
 
 func runScanJob(ctx context.Context, o *scanJobOptions, stderr io.Writer) error {
+	denyNetworks, err := sbom.ParseNetworks(o.denyNetworks)
+	if err != nil {
+		return fmt.Errorf("--registry-deny-network: %w", err)
+	}
+	allowNetworks, err := sbom.ParseNetworks(o.allowNetworks)
+	if err != nil {
+		return fmt.Errorf("--registry-allow-network: %w", err)
+	}
 	var failure executor.Failure
 	var errs []error
 	for i, image := range o.images {
 		options := sbom.Options{
 			Platform: o.platform, MaxImageSize: o.maxImageSize, MaxSBOMSize: o.maxSBOMSize, Timeout: o.timeout,
-			Registries: sbom.RegistryAccessOf(o.plainHTTP, o.skipTLSVerify),
+			Registries:          sbom.RegistryAccessOf(o.plainHTTP, o.skipTLSVerify),
+			MaxUncompressedSize: o.maxUncompressedSize, MaxLayers: o.maxLayers, MaxFiles: o.maxFiles,
+			Policy: sbom.RegistryPolicy{Allow: o.registryAllow, Deny: o.registryDeny, DenyNetworks: denyNetworks, AllowNetworks: allowNetworks},
 		}
 		// Each reference is pulled with its own namespace's credentials, never another's.
 		if o.registryConfigDir != "" {
@@ -104,8 +133,14 @@ func runScanJob(ctx context.Context, o *scanJobOptions, stderr io.Writer) error 
 		}
 		failure.Unauthorized = failure.Unauthorized || errors.Is(err, sbom.ErrUnauthorized)
 	}
-	failure.Error = oneLine(errors.Join(errs...).Error())
-	fmt.Fprintf(stderr, "Scan failed: %s\n", failure.Error)
+	// The manager writes this into the ImageScan's status and Events: only Vigil's own short
+	// explanation of each failure, never text that a registry sent.
+	messages := make([]string, len(errs))
+	for i, err := range errs {
+		_, messages[i] = sbom.Explain(err, "")
+	}
+	failure.Error = oneLine(strings.Join(messages, "; "))
+	fmt.Fprintf(stderr, "Scan failed: %s\n", sbom.Sanitize(errors.Join(errs...).Error(), 4096))
 	body, err := json.Marshal(failure)
 	if err != nil {
 		return err
