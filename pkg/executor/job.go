@@ -58,6 +58,8 @@ type JobOptions struct {
 	Scan sbom.Options
 	// Timeout bounds a Job (activeDeadlineSeconds).
 	Timeout time.Duration
+	// PodTemplate is the administrator's shaping of the Jobs' pods.
+	PodTemplate PodTemplate
 }
 
 // Jobs runs each scan as a Kubernetes Job in Vigil's namespace. The pull credentials of a scan
@@ -183,7 +185,7 @@ func (j *Jobs) job(name, digest string, images []string) *batchv1.Job {
 			args = append(args, "--insecure-skip-tls-verify", host)
 		}
 	}
-	return &batchv1.Job{
+	job := &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: j.options.Namespace, Name: name, Labels: labels,
 			Annotations: map[string]string{DigestAnnotation: digest},
@@ -239,6 +241,8 @@ func (j *Jobs) job(name, digest string, images []string) *batchv1.Job {
 			},
 		},
 	}
+	applyPodTemplate(job, j.options.PodTemplate)
+	return job
 }
 
 func finished(job *batchv1.Job) bool {
