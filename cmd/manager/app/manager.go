@@ -15,7 +15,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -129,6 +128,9 @@ func run(ctx context.Context, options *Options) error {
 		return fmt.Errorf("opening the vulnerability database: %w", err)
 	}
 	defer database.Close()
+	if err := setupMetrics(mgr, options, database); err != nil {
+		return err
+	}
 	openShift, err := namespace.ServesOpenShiftProjects(restConfig)
 	if err != nil {
 		return err
@@ -264,7 +266,8 @@ func setupReconcilers(mgr manager.Manager, options *Options, recorder *webhook.R
 	}
 	registry := sbom.Options{
 		Platform: options.Platform, Timeout: options.RegistryTimeout, MaxImageSize: options.MaxImageSize, MaxSBOMSize: options.MaxSBOMSize,
-		Registries: sbom.RegistryAccessOf(options.PlainHTTPRegistries, options.SkipTLSVerifyRegistries),
+		Registries:         sbom.RegistryAccessOf(options.PlainHTTPRegistries, options.SkipTLSVerifyRegistries),
+		NoCloudCredentials: !options.CloudRegistryCredentials,
 	}
 	scans := &imagescan.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Events: mgr.GetEventRecorder("vigil"),
@@ -272,18 +275,14 @@ func setupReconcilers(mgr manager.Manager, options *Options, recorder *webhook.R
 		MaxAttempts: int32(options.ScanMaxAttempts), RetryBackoff: options.ScanRetryBackoff, MaxRetryBackoff: 30 * time.Minute,
 	}
 	if options.ScanExecutor == "job" {
+		resources, podTemplate, err := options.scannerJobShape()
+		if err != nil {
+			return nil, err
+		}
 		jobs := executor.NewJobs(mgr.GetClient(), mgr.GetAPIReader(), executor.JobOptions{
 			Namespace: options.Namespace, Image: options.ScannerImage, ServiceAccountName: options.ScannerServiceAccount,
 			NodeSelector: options.ScannerNodeSelector, ReportURL: options.ScanReportURL, CASecretName: options.ScannerCASecret,
-			Scan: registry, Timeout: options.ScanTimeout,
-			Resources: corev1.ResourceRequirements{
-				Requests: corev1.ResourceList{
-					corev1.ResourceCPU: resource.MustParse(options.ScannerRequestsCPU), corev1.ResourceMemory: resource.MustParse(options.ScannerRequestsMemory),
-				},
-				Limits: corev1.ResourceList{
-					corev1.ResourceCPU: resource.MustParse(options.ScannerLimitsCPU), corev1.ResourceMemory: resource.MustParse(options.ScannerLimitsMemory),
-				},
-			},
+			Scan: registry, Timeout: options.ScanTimeout, Resources: resources, PodTemplate: podTemplate,
 		})
 		scans.Executor = jobs
 		mgr.GetWebhookServer().Register(executor.ReportPath, &executor.ReportHandler{

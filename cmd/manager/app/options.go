@@ -8,9 +8,12 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/vigil-dev/vigil/pkg/executor"
 )
 
 // Options are the manager's command-line settings.
@@ -77,6 +80,17 @@ type Options struct {
 	ScannerNodeSelector                                                 map[string]string
 	ScannerRequestsCPU, ScannerRequestsMemory                           string
 	ScannerLimitsCPU, ScannerLimitsMemory                               string
+	// ScannerRequestsEphemeralStorage and ScannerLimitsEphemeralStorage bound the scan Jobs'
+	// local storage (image layers are unpacked under /tmp); empty means none.
+	ScannerRequestsEphemeralStorage, ScannerLimitsEphemeralStorage string
+	// ScannerPodTemplate is a file of executor.PodTemplate that shapes the scan Jobs' pods.
+	ScannerPodTemplate string
+	// CloudRegistryCredentials lets the node's or the workload's cloud identity authenticate to
+	// ECR, GCR/Artifact Registry and ACR when no pull secret fits.
+	CloudRegistryCredentials bool
+	// MetricsWorkloadSeriesLimit bounds the series of vigil_vulnerability_workload_info; 0 turns
+	// them off.
+	MetricsWorkloadSeriesLimit int
 	// EnableHTTP2 serves HTTP/2 on the webhook and metrics servers.
 	EnableHTTP2 bool
 	// GracefulShutdownTimeout bounds how long the manager waits for its parts to stop.
@@ -160,11 +174,21 @@ func newFlagSet(options *Options) *flag.FlagSet {
 		options.ScannerNodeSelector[key] = value
 		return nil
 	})
-	fs.StringVar(&options.ScannerRequestsCPU, "scanner-requests-cpu", "100m", "CPU request of a scan Job.")
-	fs.StringVar(&options.ScannerRequestsMemory, "scanner-requests-memory", "512Mi", "Memory request of a scan Job.")
-	fs.StringVar(&options.ScannerLimitsCPU, "scanner-limits-cpu", "1", "CPU limit of a scan Job.")
+	fs.StringVar(&options.ScannerRequestsCPU, "scanner-requests-cpu", "100m", "CPU request of a scan Job; empty sets none.")
+	fs.StringVar(&options.ScannerRequestsMemory, "scanner-requests-memory", "512Mi", "Memory request of a scan Job; empty sets none.")
+	fs.StringVar(&options.ScannerLimitsCPU, "scanner-limits-cpu", "1", "CPU limit of a scan Job; empty sets none.")
 	fs.StringVar(&options.ScannerLimitsMemory, "scanner-limits-memory", "1Gi",
-		"Memory limit of a scan Job; a Job killed for exceeding it leaves its image TooLarge.")
+		"Memory limit of a scan Job; a Job killed for exceeding it leaves its image TooLarge; empty sets none.")
+	fs.StringVar(&options.ScannerRequestsEphemeralStorage, "scanner-requests-ephemeral-storage", "",
+		"Ephemeral-storage request of a scan Job (image layers are unpacked in it); empty sets none.")
+	fs.StringVar(&options.ScannerLimitsEphemeralStorage, "scanner-limits-ephemeral-storage", "",
+		"Ephemeral-storage limit of a scan Job; a Job evicted for exceeding it fails its attempt; empty sets none.")
+	fs.StringVar(&options.ScannerPodTemplate, "scanner-pod-template", "",
+		"File (YAML) that shapes the scan Jobs' pods: labels, annotations, imagePullSecrets, tolerations, affinity, priorityClassName, env, volumes, volumeMounts.")
+	fs.BoolVar(&options.CloudRegistryCredentials, "cloud-registry-credentials", true,
+		"When no pull secret fits, authenticate to ECR, GCR/Artifact Registry and ACR with the node's or the workload's cloud identity.")
+	fs.IntVar(&options.MetricsWorkloadSeriesLimit, "metrics-workload-series-limit", 0,
+		"Most series of vigil_vulnerability_workload_info (one per vulnerability and workload container, most severe first); 0 turns them off.")
 	fs.BoolVar(&options.EnableHTTP2, "enable-http2", false,
 		"Serve HTTP/2 on the webhook and metrics servers; off by default against HTTP/2 stream attacks.")
 	fs.DurationVar(&options.GracefulShutdownTimeout, "graceful-shutdown-timeout", 30*time.Second,
@@ -206,10 +230,18 @@ func parse(args []string) (*Options, error) {
 	for flag, value := range map[string]string{
 		"--scanner-requests-cpu": options.ScannerRequestsCPU, "--scanner-requests-memory": options.ScannerRequestsMemory,
 		"--scanner-limits-cpu": options.ScannerLimitsCPU, "--scanner-limits-memory": options.ScannerLimitsMemory,
+		"--scanner-requests-ephemeral-storage": options.ScannerRequestsEphemeralStorage,
+		"--scanner-limits-ephemeral-storage":   options.ScannerLimitsEphemeralStorage,
 	} {
+		if value == "" {
+			continue
+		}
 		if _, err := resource.ParseQuantity(value); err != nil {
 			return nil, fmt.Errorf("%s %q is not a quantity", flag, value)
 		}
+	}
+	if options.MetricsWorkloadSeriesLimit < 0 {
+		return nil, errors.New("--metrics-workload-series-limit must not be negative")
 	}
 	if options.WebhookConcurrency <= 0 {
 		return nil, fmt.Errorf("--webhook-concurrency %d must be positive", options.WebhookConcurrency)
@@ -221,6 +253,44 @@ func parse(args []string) (*Options, error) {
 		return nil, errors.New("--graceful-shutdown-timeout must not be negative")
 	}
 	return options, nil
+}
+
+// scannerResources are the scan Jobs' resources; an empty quantity sets none.
+func (o *Options) scannerResources() corev1.ResourceRequirements {
+	resources := corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
+	for _, q := range []struct {
+		list  corev1.ResourceList
+		name  corev1.ResourceName
+		value string
+	}{
+		{resources.Requests, corev1.ResourceCPU, o.ScannerRequestsCPU},
+		{resources.Requests, corev1.ResourceMemory, o.ScannerRequestsMemory},
+		{resources.Requests, corev1.ResourceEphemeralStorage, o.ScannerRequestsEphemeralStorage},
+		{resources.Limits, corev1.ResourceCPU, o.ScannerLimitsCPU},
+		{resources.Limits, corev1.ResourceMemory, o.ScannerLimitsMemory},
+		{resources.Limits, corev1.ResourceEphemeralStorage, o.ScannerLimitsEphemeralStorage},
+	} {
+		if q.value != "" {
+			q.list[q.name] = resource.MustParse(q.value) // parse checked every quantity
+		}
+	}
+	return resources
+}
+
+// scannerJobShape is the resources of the scan Jobs and the shaping of their pods, read from
+// --scanner-pod-template: resources given there replace those of the --scanner-* flags.
+func (o *Options) scannerJobShape() (corev1.ResourceRequirements, executor.PodTemplate, error) {
+	if o.ScannerPodTemplate == "" {
+		return o.scannerResources(), executor.PodTemplate{}, nil
+	}
+	template, err := executor.LoadPodTemplate(o.ScannerPodTemplate)
+	if err != nil {
+		return corev1.ResourceRequirements{}, template, err
+	}
+	if template.Resources != nil {
+		return *template.Resources, template, nil
+	}
+	return o.scannerResources(), template, nil
 }
 
 // envOr is the value of the environment variable name, or fallback when it is empty.
