@@ -65,7 +65,7 @@ func Main(args []string) int {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "vigil-manager: %v\n", err)
+		fmt.Fprintf(os.Stderr, "vigil-manager: %v\n%s\n", err, usageLine)
 		return 2
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&options.Zap)))

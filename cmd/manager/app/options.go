@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -204,12 +205,21 @@ func newFlagSet(options *Options) *flag.FlagSet {
 	return fs
 }
 
-// parse reads the command line into options; it returns flag.ErrHelp for -h and --help.
+// usageLine follows a command-line error.
+const usageLine = "Usage: vigil-manager [flags] (see vigil-manager --help)"
+
+// parse reads the command line into options; it returns flag.ErrHelp for -h and --help, after
+// printing every flag.
 func parse(args []string) (*Options, error) {
 	options := &Options{}
 	fs := newFlagSet(options)
-	fs.SetOutput(os.Stderr)
-	if err := fs.Parse(args); err != nil {
+	// Parse errors are reported by Main in one line; only --help prints every flag.
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(os.Stderr)
+		fs.Usage()
+		return nil, err
+	} else if err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {

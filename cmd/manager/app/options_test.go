@@ -118,3 +118,23 @@ func TestThePodTemplateResourcesReplaceTheFlags(t *testing.T) {
 		t.Error("a missing pod template was accepted")
 	}
 }
+
+func TestACommandLineErrorPrintsOneLineAndTheUsage(t *testing.T) {
+	for _, args := range [][]string{{"serve"}, {"--no-such-flag"}, {"--webhook-port=x"}} {
+		read, write, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stderr := os.Stderr
+		os.Stderr = write
+		code := Main(args)
+		os.Stderr = stderr
+		_ = write.Close()
+		var out bytes.Buffer
+		_, _ = out.ReadFrom(read)
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		if code != 2 || len(lines) != 2 || !strings.HasPrefix(lines[0], "vigil-manager: ") || lines[1] != usageLine {
+			t.Errorf("vigil-manager %v: exit code %d, stderr:\n%s", args, code, out.String())
+		}
+	}
+}
