@@ -102,11 +102,12 @@ func Compute(vulnerabilities []vigilv1alpha1.Vulnerability, scans []vigilv1alpha
 	byNamespace := map[namespaceSeverity]int{}
 	// The most severe rank of each workload's vulnerabilities.
 	worst := map[workloadKey]int32{}
+	seen := map[string]bool{}
 	for i := range vulnerabilities {
 		details := &vulnerabilities[i].Status.Details
 		severity := known(details.Severity)
 		bySeverity[severity]++
-		seen := map[string]bool{}
+		clear(seen)
 		for _, w := range vulnerabilities[i].Status.Workloads {
 			if !seen[w.Namespace] {
 				seen[w.Namespace] = true
@@ -165,9 +166,10 @@ func details(vulnerabilities []vigilv1alpha1.Vulnerability, limit int) []prometh
 	})
 	var out []prometheus.Metric
 	dropped := 0
+	seen := map[[4]string]bool{}
 	for _, v := range order {
 		severity := known(v.Status.Details.Severity).LabelValue()
-		seen := map[[4]string]bool{}
+		clear(seen)
 		for _, w := range v.Status.Workloads {
 			key := [4]string{w.Namespace, w.Kind, w.Name, w.Container}
 			if seen[key] {
