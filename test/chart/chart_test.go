@@ -153,7 +153,7 @@ func TestSchemaRejectsWrongValues(t *testing.T) {
 func TestSchemaAcceptsWhatSubchartsAndPoliciesNeed(t *testing.T) {
 	for _, set := range [][]string{
 		{"global.imageRegistry=mirror.example", "global.storageClass=fast"}, // a parent chart's globals
-		{"resources.scanner.limits.cpu=null", "resources.manager.limits.cpu=null"},
+		{"resources.scanner.limits.cpu=null", "resources.manager.limits.memory=null"},
 	} {
 		if _, err := render(t, set); err != nil {
 			t.Errorf("helm template --set %v: %v", set, err)
