@@ -69,3 +69,11 @@ vet: ## Run go vet and check formatting
 .PHONY: build
 build: ## Build the binaries into bin/
 	go build -o bin/ ./cmd/...
+
+CHART_VERSION ?= $(shell awk '/^version:/ {print $$2}' charts/vigil/Chart.yaml)
+APP_VERSION ?= $(CHART_VERSION)
+
+.PHONY: chart-package
+chart-package: helm ## Package the chart into dist/ with CHART_VERSION and APP_VERSION (default: Chart.yaml's version)
+	bin/helm lint charts/vigil --strict
+	bin/helm package charts/vigil --version $(CHART_VERSION) --app-version $(APP_VERSION) --destination dist

@@ -64,6 +64,8 @@ type JobOptions struct {
 	// UserNamespace runs the scan pods in a user namespace of their own (hostUsers: false); the
 	// cluster's nodes must support it.
 	UserNamespace bool
+	// PodTemplate is the administrator's shaping of the Jobs' pods.
+	PodTemplate PodTemplate
 }
 
 // Jobs runs each scan attempt as a Kubernetes Job in Vigil's namespace, named by digest and
@@ -193,7 +195,7 @@ func (j *Jobs) job(name string, req Request, images []string) *batchv1.Job {
 			args = append(args, "--insecure-skip-tls-verify", host)
 		}
 	}
-	return &batchv1.Job{
+	job := &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: j.options.Namespace, Name: name, Labels: labels,
 			Annotations: map[string]string{DigestAnnotation: req.Digest, AttemptAnnotation: strconv.Itoa(int(req.Attempt))},
@@ -252,6 +254,8 @@ func (j *Jobs) job(name string, req Request, images []string) *batchv1.Job {
 			},
 		},
 	}
+	applyPodTemplate(job, j.options.PodTemplate)
+	return job
 }
 
 // scratchSizeLimit is the ephemeral storage limit of resources, or nil when it has none.
@@ -262,14 +266,6 @@ func scratchSizeLimit(resources corev1.ResourceRequirements) *resource.Quantity 
 	return nil
 }
 
-func finished(job *batchv1.Job) bool {
-	for _, condition := range job.Status.Conditions {
-		if (condition.Type == batchv1.JobComplete || condition.Type == batchv1.JobFailed) && condition.Status == corev1.ConditionTrue {
-			return true
-		}
-	}
-	return false
-}
 
 // Check tells the state of an attempt from its Job. A Job that failed without a report (killed
 // for its memory, past its deadline, its pod lost) has its failure recorded here.

@@ -60,6 +60,9 @@ type Options struct {
 	Policy RegistryPolicy
 	// Timeout bounds each registry request; 0 means 30 seconds.
 	Timeout time.Duration
+	// NoCloudCredentials turns off the cloud's ambient identity (ECR, GCR/Artifact Registry,
+	// ACR) that is tried when no credential fits a registry.
+	NoCloudCredentials bool
 }
 
 // RegistryAccess says how to reach one registry that is not served over verified HTTPS.
@@ -404,7 +407,7 @@ func measureRemote(ctx context.Context, source Source, options Options, platform
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	img, err := remote.Image(ref, remote.WithContext(ctx), remote.WithPlatform(*p),
-		remote.WithAuthFromKeychain(keychain(options.Credentials)), remote.WithTransport(transportFor(ref, options)))
+		remote.WithAuthFromKeychain(keychainFor(options)), remote.WithTransport(transportFor(ref, options)))
 	if err != nil {
 		return 0, classify(fmt.Errorf("reading %s: %w", source, err))
 	}
@@ -439,7 +442,7 @@ func parseReference(location string, options Options) (name.Reference, error) {
 // registryOptions are stereoscope's options for source: plain HTTP or an unverified certificate
 // only when the source's own registry is configured so.
 func registryOptions(source Source, options Options) *image.RegistryOptions {
-	registry := &image.RegistryOptions{Keychain: keychain(options.Credentials)}
+	registry := &image.RegistryOptions{Keychain: keychainFor(options)}
 	if source.Scheme != SchemeRegistry {
 		return registry
 	}
@@ -479,7 +482,7 @@ func Resolve(ctx context.Context, image string, options Options) (string, error)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	descriptor, err := remote.Head(ref, remote.WithContext(ctx),
-		remote.WithAuthFromKeychain(keychain(options.Credentials)), remote.WithTransport(transportFor(ref, options)))
+		remote.WithAuthFromKeychain(keychainFor(options)), remote.WithTransport(transportFor(ref, options)))
 	if err != nil {
 		return "", classify(fmt.Errorf("resolving %s: %w", image, err))
 	}

@@ -29,6 +29,7 @@ import (
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
 	"github.com/vigil-dev/vigil/pkg/executor"
 	"github.com/vigil-dev/vigil/pkg/match"
+	"github.com/vigil-dev/vigil/pkg/metrics"
 	"github.com/vigil-dev/vigil/pkg/sbom"
 )
 
@@ -85,7 +86,9 @@ type Reconciler struct {
 	APIReader  client.Reader
 	Events     events.EventRecorder
 	Executor   executor.Executor
-	SBOMs      SBOMStore
+	// ExecutorKind names the executor in metrics: "in-process" or "job".
+	ExecutorKind string
+	SBOMs        SBOMStore
 	Database   Database
 	Dispatcher *Dispatcher
 	// Matches bounds the matches that run at once, first matches before re-matches.
@@ -281,6 +284,7 @@ func (r *Reconciler) requeueAttempt(ctx context.Context, scan *vigilv1alpha1.Ima
 // the one in flight is refused with executor.ErrStaleAttempt.
 func (r *Reconciler) RecordOutcome(ctx context.Context, outcome executor.Outcome) error {
 	var recorded *vigilv1alpha1.ImageScan
+	var started time.Time
 	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
 		scan := &vigilv1alpha1.ImageScan{}
 		if err := r.APIReader.Get(ctx, client.ObjectKey{Name: vigilv1alpha1.ImageScanName(outcome.Digest)}, scan); err != nil {
@@ -293,6 +297,9 @@ func (r *Reconciler) RecordOutcome(ctx context.Context, outcome executor.Outcome
 			meta.IsStatusConditionTrue(scan.Status.Conditions, vigilv1alpha1.ConditionSBOMStored) {
 			return executor.ErrStaleAttempt
 		}
+		if scan.Status.LastAttemptTime != nil {
+			started = scan.Status.LastAttemptTime.Time
+		}
 		status := r.outcomeStatus(scan, outcome, time.Now())
 		scan.Status = *status
 		if err := r.Client.Status().Update(ctx, scan); err != nil {
@@ -304,7 +311,9 @@ func (r *Reconciler) RecordOutcome(ctx context.Context, outcome executor.Outcome
 	if err != nil {
 		return err
 	}
-	scanOutcomes.WithLabelValues(outcomeLabel(recorded)).Inc()
+	if !started.IsZero() {
+		metrics.ObserveScan(r.ExecutorKind, scanOutcomeOf(recorded), time.Since(started))
+	}
 	if outcome.Err != nil {
 		condition := scannedCondition(recorded)
 		r.Events.Eventf(recorded, nil, corev1.EventTypeWarning, condition.Reason, "Scan", "Scan attempt %d failed: %s",
@@ -524,12 +533,18 @@ func scannedCondition(scan *vigilv1alpha1.ImageScan) metav1.Condition {
 	return metav1.Condition{}
 }
 
-// outcomeLabel names how an attempt ended, for the scan outcome metric.
-func outcomeLabel(scan *vigilv1alpha1.ImageScan) string {
-	if meta.IsStatusConditionTrue(scan.Status.Conditions, vigilv1alpha1.ConditionSBOMStored) {
-		return "stored"
+// scanOutcomeOf names how an attempt ended, for the scan metrics.
+func scanOutcomeOf(scan *vigilv1alpha1.ImageScan) metrics.ScanOutcome {
+	switch {
+	case meta.IsStatusConditionTrue(scan.Status.Conditions, vigilv1alpha1.ConditionSBOMStored):
+		return metrics.ScanScanned
+	case scan.Status.Phase == vigilv1alpha1.ImageScanPending:
+		return metrics.ScanRetried
+	case scan.Status.Phase == vigilv1alpha1.ImageScanTooLarge:
+		return metrics.ScanTooLarge
+	default:
+		return metrics.ScanFailed
 	}
-	return strings.ToLower(string(scan.Status.Phase))
 }
 
 // oneLine folds a message into one line of at most n bytes.

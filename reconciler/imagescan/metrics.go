@@ -18,10 +18,6 @@ var (
 		Name: "vigil_scan_attempts_total",
 		Help: "Scan attempts started.",
 	})
-	scanOutcomes = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "vigil_scan_outcomes_total",
-		Help: "Scan attempts ended, by outcome: stored, pending (to be retried), failed or toolarge.",
-	}, []string{"outcome"})
 	scansLost = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "vigil_scans_lost_total",
 		Help: "Scan attempts started again because their replica or Job was lost, or their SBOM was on another replica.",
@@ -42,5 +38,5 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(scansInFlight, scansQueued, scanAttempts, scanOutcomes, scansLost, rescans, matchDuration, rematchesPending)
+	metrics.Registry.MustRegister(scansInFlight, scansQueued, scanAttempts, scansLost, rescans, matchDuration, rematchesPending)
 }

@@ -5,10 +5,12 @@ package chart
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -42,7 +44,8 @@ func helm(t *testing.T, args ...string) (string, error) {
 	return stdout.String(), nil
 }
 
-// variants are the value sets rendered against golden files.
+// variants are the value sets rendered against golden files: --set values, or a values file of
+// testdata/values when set starts with "@".
 var variants = []struct {
 	name string
 	set  []string
@@ -53,22 +56,32 @@ var variants = []struct {
 	{"existing-issuer", []string{"webhook.certManager.issuerRef.name=company-ca", "webhook.certManager.issuerRef.kind=ClusterIssuer"}},
 	{"without-cert-manager", []string{"webhook.certManager.enabled=false", "webhook.existingSecret=vigil-tls", "webhook.caBundle=Q0EK"}},
 	{"in-process", []string{"vulnerabilityScanning.executor=in-process", "replicas=1", "excludedNamespaces={kube-system,monitoring}"}},
+	{"platform-conventions", []string{"@platform.yaml"}},
+	{"metrics", []string{"@metrics.yaml"}},
+	{"scan-jobs", []string{"@scan-jobs.yaml"}},
+}
+
+// valueArgs are helm's arguments for a variant's values.
+func valueArgs(set []string) []string {
+	var args []string
+	for _, s := range set {
+		if file, ok := strings.CutPrefix(s, "@"); ok {
+			args = append(args, "--values", filepath.Join("test", "chart", "testdata", "values", file))
+		} else {
+			args = append(args, "--set", s)
+		}
+	}
+	return args
 }
 
 func render(t *testing.T, set []string) (string, error) {
 	args := []string{"template", "vigil", "charts/vigil", "--namespace", "vigil-system"}
-	for _, s := range set {
-		args = append(args, "--set", s)
-	}
-	return helm(t, args...)
+	return helm(t, append(args, valueArgs(set)...)...)
 }
 
 func TestLint(t *testing.T) {
 	for _, v := range variants {
-		args := []string{"lint", "charts/vigil", "--strict"}
-		for _, s := range v.set {
-			args = append(args, "--set", s)
-		}
+		args := append([]string{"lint", "charts/vigil", "--strict"}, valueArgs(v.set)...)
 		if out, err := helm(t, args...); err != nil {
 			t.Errorf("helm lint (%s): %v\n%s", v.name, err, out)
 		}
@@ -113,6 +126,12 @@ func TestSchemaRejectsWrongValues(t *testing.T) {
 		{"vulnerabilityScanning.concurrency=0", "/vulnerabilityScanning/concurrency': minimum: got 0, want 1"},
 		{"excludedNamespaces={Not_A_Namespace}", "excludedNamespaces"},
 		{"unknownValue=1", "unknownValue"},
+		{"image.digest=latest", "/image/digest': 'latest' does not match pattern"},
+		{"proxy.httpsProxy=proxy:3128", "/proxy/httpsProxy'"},
+		{"metrics.workloadSeriesLimit=-1", "/metrics/workloadSeriesLimit': minimum"},
+		{"metrics.serviceMonitor.interval=often", "/metrics/serviceMonitor/interval'"},
+		{"nameOverride=Not_A_Name", "/nameOverride'"},
+		{"resources.scanner.limits.ephemeral-storage=huge", "ephemeral-storage': 'huge' does not match pattern"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.set, func(t *testing.T) {
@@ -129,6 +148,203 @@ func TestSchemaRejectsWrongValues(t *testing.T) {
 	if _, err := render(t, []string{"webhook.certManager.enabled=false"}); err == nil || !strings.Contains(err.Error(), "webhook.caBundle is required") {
 		t.Errorf("without cert-manager and a CA bundle: %v", err)
 	}
+}
+
+func TestSchemaAcceptsWhatSubchartsAndPoliciesNeed(t *testing.T) {
+	for _, set := range [][]string{
+		{"global.imageRegistry=mirror.example", "global.storageClass=fast"}, // a parent chart's globals
+		{"resources.scanner.limits.cpu=null", "resources.manager.limits.memory=null"},
+	} {
+		if _, err := render(t, set); err != nil {
+			t.Errorf("helm template --set %v: %v", set, err)
+		}
+	}
+	if _, err := render(t, []string{"caBundle.configMapName=a", "caBundle.secretName=b"}); err == nil {
+		t.Error("a CA bundle from both a ConfigMap and a Secret was accepted")
+	}
+}
+
+// documents are the rendered objects of kind.
+func documents(t *testing.T, out, kind string) []map[string]any {
+	t.Helper()
+	var found []map[string]any
+	for _, document := range strings.Split(out, "\n---\n") {
+		object := map[string]any{}
+		if err := yaml.Unmarshal([]byte(document), &object); err != nil {
+			t.Fatal(err)
+		}
+		if object["kind"] == kind {
+			found = append(found, object)
+		}
+	}
+	return found
+}
+
+func TestThePDBRendersOnlyWhenItCannotBlockADrain(t *testing.T) {
+	for _, tc := range []struct {
+		replicas string
+		want     int
+	}{{"1", 0}, {"2", 1}, {"3", 1}} {
+		out, err := render(t, []string{"replicas=" + tc.replicas})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := len(documents(t, out, "PodDisruptionBudget")); got != tc.want {
+			t.Errorf("replicas=%s: %d PodDisruptionBudgets, want %d", tc.replicas, got, tc.want)
+		}
+		deployment := &appsv1.Deployment{}
+		for _, object := range documents(t, out, "Deployment") {
+			data, _ := yaml.Marshal(object)
+			if err := yaml.Unmarshal(data, deployment); err != nil {
+				t.Fatal(err)
+			}
+		}
+		antiAffinity := deployment.Spec.Template.Spec.Affinity != nil && deployment.Spec.Template.Spec.Affinity.PodAntiAffinity != nil
+		if antiAffinity != (tc.replicas != "1") {
+			t.Errorf("replicas=%s: default pod anti-affinity %v", tc.replicas, antiAffinity)
+		}
+	}
+}
+
+func TestRemovingTheScannerCPULimitRendersNoEmptyFlag(t *testing.T) {
+	out, err := render(t, []string{"resources.scanner.limits.cpu=null"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasSuffix(strings.TrimSpace(line), "=") {
+			t.Errorf("an empty flag: %s", line)
+		}
+	}
+	configMap := documents(t, out, "ConfigMap")[0]
+	template := configMap["data"].(map[string]any)["pod-template.yaml"].(string)
+	if strings.Contains(template, "cpu: \"1\"") || !strings.Contains(template, "memory: 1Gi") {
+		t.Errorf("the scan Jobs' pod template:\n%s", template)
+	}
+}
+
+func TestTheServiceMonitorUsesTheAuthorizationField(t *testing.T) {
+	out, err := render(t, []string{"@metrics.yaml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out, "bearerTokenFile") {
+		t.Error("the ServiceMonitor uses the deprecated bearerTokenFile")
+	}
+	monitors := documents(t, out, "ServiceMonitor")
+	if len(monitors) != 1 {
+		t.Fatalf("%d ServiceMonitors", len(monitors))
+	}
+	endpoint := monitors[0]["spec"].(map[string]any)["endpoints"].([]any)[0].(map[string]any)
+	credentials := endpoint["authorization"].(map[string]any)["credentials"].(map[string]any)
+	secrets := documents(t, out, "Secret")
+	if len(secrets) != 1 || secrets[0]["metadata"].(map[string]any)["name"] != credentials["name"] ||
+		secrets[0]["metadata"].(map[string]any)["namespace"] != "monitoring" || secrets[0]["type"] != "kubernetes.io/service-account-token" {
+		t.Errorf("the ServiceMonitor's credentials %v do not name the token Secret the chart renders in its namespace: %v", credentials, secrets)
+	}
+	// The reader role grants exactly GET /metrics.
+	for _, role := range documents(t, out, "ClusterRole") {
+		if role["metadata"].(map[string]any)["name"] == "vigil-metrics-reader" {
+			rules, _ := yaml.Marshal(role["rules"])
+			if string(rules) != "- nonResourceURLs:\n  - /metrics\n  verbs:\n  - get\n" {
+				t.Errorf("the metrics reader's rules:\n%s", rules)
+			}
+		}
+	}
+}
+
+func TestTheFindingsAggregateIntoTheDefaultRolesReadOnly(t *testing.T) {
+	out, err := render(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, role := range documents(t, out, "ClusterRole") {
+		metadata := role["metadata"].(map[string]any)
+		if metadata["name"] != "vigil-view" {
+			continue
+		}
+		labels := metadata["labels"].(map[string]any)
+		for _, aggregate := range []string{"view", "edit", "admin"} {
+			if labels["rbac.authorization.k8s.io/aggregate-to-"+aggregate] != "true" {
+				t.Errorf("vigil-view does not aggregate to %s", aggregate)
+			}
+		}
+		rules, _ := yaml.Marshal(role["rules"])
+		if string(rules) != "- apiGroups:\n  - vigil.dev\n  resources:\n  - vulnerabilities\n  - imagescans\n  verbs:\n  - get\n  - list\n  - watch\n" {
+			t.Errorf("vigil-view's rules:\n%s", rules)
+		}
+		return
+	}
+	t.Error("no vigil-view ClusterRole")
+}
+
+// metricName matches the metric names in a PromQL expression.
+var metricName = regexp.MustCompile(`vigil_[a-z_]+`)
+
+func TestTheDashboardIsShippedAndEveryMetricItUsesIsDocumented(t *testing.T) {
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	chartCopy, err := os.ReadFile(filepath.Join(root, "charts", "vigil", "files", "dashboards", "vigil.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	docsCopy, err := os.ReadFile(filepath.Join(root, "docs", "grafana", "vigil-dashboard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(chartCopy, docsCopy) {
+		t.Error("the chart's dashboard and docs/grafana/vigil-dashboard.json differ")
+	}
+	var dashboard struct {
+		UID    string `json:"uid"`
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(chartCopy, &dashboard); err != nil {
+		t.Fatalf("the dashboard is not JSON: %v", err)
+	}
+	reference, err := os.ReadFile(filepath.Join(root, "docs", "metrics.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, panel := range dashboard.Panels {
+		if len(panel.Targets) == 0 {
+			t.Errorf("panel %q has no query", panel.Title)
+		}
+		for _, target := range panel.Targets {
+			for _, name := range metricName.FindAllString(target.Expr, -1) {
+				name = strings.TrimSuffix(name, "_bucket")
+				if !strings.Contains(string(reference), "`"+name+"`") {
+					t.Errorf("panel %q queries %s, which docs/metrics.md does not document", panel.Title, name)
+				}
+			}
+		}
+	}
+	out, err := render(t, []string{"@metrics.yaml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	configMaps := documents(t, out, "ConfigMap")
+	for _, configMap := range configMaps {
+		metadata := configMap["metadata"].(map[string]any)
+		if metadata["name"] != "vigil-dashboard" {
+			continue
+		}
+		if metadata["labels"].(map[string]any)["grafana_dashboard"] != "1" || metadata["namespace"] != "monitoring" {
+			t.Errorf("the dashboard ConfigMap's metadata: %v", metadata)
+		}
+		if configMap["data"].(map[string]any)["vigil.json"] != strings.TrimSuffix(string(chartCopy), "\n") {
+			t.Error("the dashboard ConfigMap does not hold the dashboard")
+		}
+		return
+	}
+	t.Error("metrics.dashboard.enabled rendered no dashboard ConfigMap")
 }
 
 func TestTheManagerAcceptsTheRenderedArguments(t *testing.T) {

@@ -171,7 +171,17 @@ func localArgs(t *testing.T, args []string, certDir string) []string {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
+	// The scan Jobs' pod template, as the chart's ConfigMap mounts it.
+	scannerDir := t.TempDir()
+	scanner := &corev1.ConfigMap{}
+	if err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: "vigil-system", Name: "vigil-scanner"}, scanner); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(scannerDir, "pod-template.yaml"), []byte(scanner.Data["pod-template.yaml"]), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	replacements := map[string]string{
+		"/etc/vigil/scanner":                                scannerDir,
 		"--metrics-bind-address=:8443":                      fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[0]),
 		"--health-probe-bind-address=:8081":                 fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[1]),
 		"--webhook-port=9443":                               fmt.Sprintf("--webhook-port=%d", ports[2]),

@@ -227,7 +227,10 @@ func TestScanCommandBadInput(t *testing.T) {
 			if stdout != "" {
 				t.Errorf("stdout %q, want nothing", stdout)
 			}
-			if strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.HasPrefix(stderr, "vigil: ") || !strings.Contains(stderr, tc.message) {
+			// One line, and for a command line the command does not take, its usage line.
+			message, usage, _ := strings.Cut(strings.TrimSpace(stderr), "\n")
+			if strings.Contains(usage, "\n") || (usage != "" && !strings.HasPrefix(usage, "Usage: vigil scan ")) ||
+				!strings.HasPrefix(message, "vigil: ") || !strings.Contains(message, tc.message) {
 				t.Errorf("stderr = %q, want one line containing %q", stderr, tc.message)
 			}
 			if elapsed := time.Since(start); elapsed > 20*time.Second {

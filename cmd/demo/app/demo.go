@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -42,12 +43,24 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	once := fs.Bool("once", false, "print the vulnerability view, clean up and exit, without waiting for Ctrl-C")
-	if err := fs.Parse(args); err != nil {
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: demo [--once]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return 0
+	} else if err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "demo: unexpected arguments: %s\nUsage: demo [--once]\n", strings.Join(fs.Args(), " "))
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *once, stdout); err != nil {
+	// After the first Ctrl-C the demo stops what it started; a second one ends it at once.
+	context.AfterFunc(ctx, stop)
+	if err := run(ctx, *once, stdout); err != nil && ctx.Err() == nil {
 		fmt.Fprintf(stderr, "demo: %v\n", err)
 		return 1
 	}
@@ -65,6 +78,18 @@ type demo struct {
 func (d *demo) step(format string, args ...any) {
 	fmt.Fprintf(d.out, "[%5.1fs] %s\n", time.Since(d.start).Seconds(), fmt.Sprintf(format, args...))
 }
+
+// begin announces the next step of the start, unless the demo was stopped (Ctrl-C) meanwhile.
+func (d *demo) begin(ctx context.Context, format string, args ...any) error {
+	if ctx.Err() != nil {
+		return errStopped
+	}
+	d.step(format, args...)
+	return nil
+}
+
+// errStopped ends a start cut short by Ctrl-C or SIGTERM; it is no failure.
+var errStopped = errors.New("stopped")
 
 func (d *demo) onStop(f func()) {
 	d.cleanup = append(d.cleanup, f)
@@ -89,14 +114,18 @@ func run(ctx context.Context, once bool, out io.Writer) error {
 	}()
 	fmt.Fprintf(out, "Vigil demo (work folder: %s)\n", workDir)
 
-	d.step("Starting etcd and kube-apiserver on loopback")
+	if err := d.begin(ctx, "Starting etcd and kube-apiserver on loopback"); err != nil {
+		return err
+	}
 	env, err := testenv.StartIn(filepath.Join(workDir, "controlplane"))
 	if err != nil {
 		return err
 	}
 	d.onStop(func() { _ = env.Stop() })
 
-	d.step("Starting a registry with the sample images")
+	if err := d.begin(ctx, "Starting a registry with the sample images"); err != nil {
+		return err
+	}
 	reg := registry.Start(registry.Options{})
 	d.onStop(reg.Close)
 	refs := map[string]string{}
@@ -118,7 +147,9 @@ func run(ctx context.Context, once bool, out io.Writer) error {
 		imageIDs[refs[repository]] = pinned
 	}
 
-	d.step("Building the vulnerability database from the advisory fixtures with grype's builder")
+	if err := d.begin(ctx, "Building the vulnerability database from the advisory fixtures with grype's builder"); err != nil {
+		return err
+	}
 	root, err := testenv.ModuleRoot()
 	if err != nil {
 		return err
@@ -134,7 +165,9 @@ func run(ctx context.Context, once bool, out io.Writer) error {
 	dbServer := httptest.NewServer(http.FileServer(http.Dir(distribution)))
 	d.onStop(dbServer.Close)
 
-	d.step("Starting the Vigil manager with its admission webhook and in-process scans")
+	if err := d.begin(ctx, "Starting the Vigil manager with its admission webhook and in-process scans"); err != nil {
+		return err
+	}
 	webhookPort, caPEM, err := d.startManager(ctx, env, dbServer.URL+"/"+v6distribution.LatestFileName)
 	if err != nil {
 		return err
@@ -143,12 +176,16 @@ func run(ctx context.Context, once bool, out io.Writer) error {
 		return err
 	}
 
-	d.step("Creating sample workloads and running their pods")
+	if err := d.begin(ctx, "Creating sample workloads and running their pods"); err != nil {
+		return err
+	}
 	if err := createWorkloads(ctx, env.Client, refs, imageIDs); err != nil {
 		return err
 	}
 
-	d.step("Waiting for the findings (scans of 7 images, then matching)")
+	if err := d.begin(ctx, "Waiting for the findings (scans of 7 images, then matching)"); err != nil {
+		return err
+	}
 	if err := waitForFindings(ctx, env.Client, d); err != nil {
 		return err
 	}

@@ -14,7 +14,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -71,7 +70,7 @@ func Main(args []string) int {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "vigil-manager: %v\n", err)
+		fmt.Fprintf(os.Stderr, "vigil-manager: %v\n%s\n", err, usageLine)
 		return 2
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&options.Zap)))
@@ -132,6 +131,9 @@ func run(ctx context.Context, options *Options) error {
 		return fmt.Errorf("opening the vulnerability database: %w", err)
 	}
 	defer database.Close()
+	if err := setupMetrics(mgr, options, database); err != nil {
+		return err
+	}
 	openShift, err := namespace.ServesOpenShiftProjects(restConfig)
 	if err != nil {
 		return err
@@ -277,30 +279,25 @@ func setupReconcilers(mgr manager.Manager, options *Options, images *recorder.Re
 		Platform: options.Platform, Timeout: options.RegistryTimeout, MaxImageSize: options.MaxImageSize, MaxSBOMSize: options.MaxSBOMSize,
 		Registries:          sbom.RegistryAccessOf(options.PlainHTTPRegistries, options.SkipTLSVerifyRegistries),
 		MaxUncompressedSize: options.MaxUncompressedSize, MaxLayers: options.MaxImageLayers, MaxFiles: options.MaxImageFiles,
-		Policy: options.RegistryPolicy,
+		Policy: options.RegistryPolicy, NoCloudCredentials: !options.CloudRegistryCredentials,
 	}
 	scans := &imagescan.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Events: mgr.GetEventRecorder("vigil"),
-		SBOMs: sboms, Database: database, Registry: registry,
+		SBOMs: sboms, Database: database, Registry: registry, ExecutorKind: options.ScanExecutor,
 		Dispatcher:  &imagescan.Dispatcher{Reader: mgr.GetClient(), Concurrency: options.ScanConcurrency},
 		Matches:     imagescan.NewGate(options.MatchConcurrency),
 		MaxAttempts: int32(options.ScanMaxAttempts), RetryBackoff: options.ScanRetryBackoff, MaxRetryBackoff: 30 * time.Minute,
 	}
 	if options.ScanExecutor == "job" {
+		resources, podTemplate, err := options.scannerJobShape()
+		if err != nil {
+			return nil, err
+		}
 		scans.Executor = executor.NewJobs(mgr.GetClient(), mgr.GetAPIReader(), executor.JobOptions{
 			Namespace: options.Namespace, Image: options.ScannerImage, ServiceAccountName: options.ScannerServiceAccount,
 			NodeSelector: options.ScannerNodeSelector, ReportURL: options.ScanReportURL, CASecretName: options.ScannerCASecret,
 			Scan: registry, Timeout: options.ScanTimeout, UserNamespace: options.ScannerUserNamespace,
-			Resources: corev1.ResourceRequirements{
-				Requests: corev1.ResourceList{
-					corev1.ResourceCPU: resource.MustParse(options.ScannerRequestsCPU), corev1.ResourceMemory: resource.MustParse(options.ScannerRequestsMemory),
-					corev1.ResourceEphemeralStorage: resource.MustParse(options.ScannerRequestsEphemeralStorage),
-				},
-				Limits: corev1.ResourceList{
-					corev1.ResourceCPU: resource.MustParse(options.ScannerLimitsCPU), corev1.ResourceMemory: resource.MustParse(options.ScannerLimitsMemory),
-					corev1.ResourceEphemeralStorage: resource.MustParse(options.ScannerLimitsEphemeralStorage),
-				},
-			},
+			Resources: resources, PodTemplate: podTemplate,
 		}, scans)
 		elected := mgr.Elected()
 		mgr.GetWebhookServer().Register(executor.ReportPath, &executor.ReportHandler{

@@ -4,16 +4,20 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/vigil-dev/vigil/pkg/sbom"
 
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/vigil-dev/vigil/pkg/executor"
 )
 
 // Options are the manager's command-line settings.
@@ -85,9 +89,6 @@ type Options struct {
 	MaxImageLayers                     int
 	// RegistryPolicy says which registries and addresses registry traffic may reach.
 	RegistryPolicy sbom.RegistryPolicy
-	// ScannerRequestsEphemeralStorage and ScannerLimitsEphemeralStorage are a scan Job's
-	// ephemeral storage; the limit also bounds its scratch volume.
-	ScannerRequestsEphemeralStorage, ScannerLimitsEphemeralStorage string
 	// PullSecretClusterRole is the ClusterRole each namespace's RoleBinding binds.
 	PullSecretClusterRole string
 	// FindingsRefreshInterval is how often a running workload's lastDetected is renewed.
@@ -97,6 +98,18 @@ type Options struct {
 	ScannerNodeSelector                                                 map[string]string
 	ScannerRequestsCPU, ScannerRequestsMemory                           string
 	ScannerLimitsCPU, ScannerLimitsMemory                               string
+	// ScannerRequestsEphemeralStorage and ScannerLimitsEphemeralStorage bound the scan Jobs'
+	// local storage (image layers are unpacked under /tmp); the limit also bounds their scratch
+	// volume; empty means none.
+	ScannerRequestsEphemeralStorage, ScannerLimitsEphemeralStorage string
+	// ScannerPodTemplate is a file of executor.PodTemplate that shapes the scan Jobs' pods.
+	ScannerPodTemplate string
+	// CloudRegistryCredentials lets the node's or the workload's cloud identity authenticate to
+	// ECR, GCR/Artifact Registry and ACR when no pull secret fits.
+	CloudRegistryCredentials bool
+	// MetricsWorkloadSeriesLimit bounds the series of vigil_vulnerability_workload_info; 0 turns
+	// them off.
+	MetricsWorkloadSeriesLimit int
 	// EnableHTTP2 serves HTTP/2 on the webhook and metrics servers.
 	EnableHTTP2 bool
 	// GracefulShutdownTimeout bounds how long the manager waits for its parts to stop.
@@ -207,14 +220,21 @@ func newFlagSet(options *Options) *flag.FlagSet {
 		options.ScannerNodeSelector[key] = value
 		return nil
 	})
-	fs.StringVar(&options.ScannerRequestsCPU, "scanner-requests-cpu", "100m", "CPU request of a scan Job.")
-	fs.StringVar(&options.ScannerRequestsMemory, "scanner-requests-memory", "512Mi", "Memory request of a scan Job.")
-	fs.StringVar(&options.ScannerLimitsCPU, "scanner-limits-cpu", "1", "CPU limit of a scan Job.")
+	fs.StringVar(&options.ScannerRequestsCPU, "scanner-requests-cpu", "100m", "CPU request of a scan Job; empty sets none.")
+	fs.StringVar(&options.ScannerRequestsMemory, "scanner-requests-memory", "512Mi", "Memory request of a scan Job; empty sets none.")
+	fs.StringVar(&options.ScannerLimitsCPU, "scanner-limits-cpu", "1", "CPU limit of a scan Job; empty sets none.")
 	fs.StringVar(&options.ScannerLimitsMemory, "scanner-limits-memory", "1Gi",
-		"Memory limit of a scan Job; a Job killed for exceeding it leaves its image TooLarge.")
-	fs.StringVar(&options.ScannerRequestsEphemeralStorage, "scanner-requests-ephemeral-storage", "1Gi", "Ephemeral storage request of a scan Job.")
+		"Memory limit of a scan Job; a Job killed for exceeding it leaves its image TooLarge; empty sets none.")
+	fs.StringVar(&options.ScannerRequestsEphemeralStorage, "scanner-requests-ephemeral-storage", "1Gi",
+		"Ephemeral-storage request of a scan Job (image layers are unpacked in it); empty sets none.")
 	fs.StringVar(&options.ScannerLimitsEphemeralStorage, "scanner-limits-ephemeral-storage", "10Gi",
-		"Ephemeral storage limit of a scan Job, and the size limit of its scratch volume; keep it above --max-uncompressed-image-size.")
+		"Ephemeral-storage limit of a scan Job, and the size limit of its scratch volume; keep it above --max-uncompressed-image-size; empty sets none.")
+	fs.StringVar(&options.ScannerPodTemplate, "scanner-pod-template", "",
+		"File (YAML) that shapes the scan Jobs' pods: labels, annotations, imagePullSecrets, tolerations, affinity, priorityClassName, env, volumes, volumeMounts.")
+	fs.BoolVar(&options.CloudRegistryCredentials, "cloud-registry-credentials", true,
+		"When no pull secret fits, authenticate to ECR, GCR/Artifact Registry and ACR with the node's or the workload's cloud identity.")
+	fs.IntVar(&options.MetricsWorkloadSeriesLimit, "metrics-workload-series-limit", 0,
+		"Most series of vigil_vulnerability_workload_info (one per vulnerability and workload container, most severe first); 0 turns them off.")
 	fs.BoolVar(&options.EnableHTTP2, "enable-http2", false,
 		"Serve HTTP/2 on the webhook and metrics servers; off by default against HTTP/2 stream attacks.")
 	fs.DurationVar(&options.GracefulShutdownTimeout, "graceful-shutdown-timeout", 30*time.Second,
@@ -230,12 +250,21 @@ func newFlagSet(options *Options) *flag.FlagSet {
 	return fs
 }
 
-// parse reads the command line into options; it returns flag.ErrHelp for -h and --help.
+// usageLine follows a command-line error.
+const usageLine = "Usage: vigil-manager [flags] (see vigil-manager --help)"
+
+// parse reads the command line into options; it returns flag.ErrHelp for -h and --help, after
+// printing every flag.
 func parse(args []string) (*Options, error) {
 	options := &Options{}
 	fs := newFlagSet(options)
-	fs.SetOutput(os.Stderr)
-	if err := fs.Parse(args); err != nil {
+	// Parse errors are reported by Main in one line; only --help prints every flag.
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(os.Stderr)
+		fs.Usage()
+		return nil, err
+	} else if err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -262,12 +291,18 @@ func parse(args []string) (*Options, error) {
 		"--scanner-requests-ephemeral-storage": options.ScannerRequestsEphemeralStorage,
 		"--scanner-limits-ephemeral-storage":   options.ScannerLimitsEphemeralStorage,
 	} {
+		if value == "" {
+			continue
+		}
 		if _, err := resource.ParseQuantity(value); err != nil {
 			return nil, fmt.Errorf("%s %q is not a quantity", flag, value)
 		}
 	}
 	if options.MaxImageSize < 0 || options.MaxUncompressedSize < 0 || options.MaxImageLayers < 0 || options.MaxImageFiles < 0 {
 		return nil, errors.New("--max-image-size, --max-uncompressed-image-size, --max-image-layers and --max-image-files must not be negative")
+	}
+	if options.MetricsWorkloadSeriesLimit < 0 {
+		return nil, errors.New("--metrics-workload-series-limit must not be negative")
 	}
 	if options.WebhookConcurrency <= 0 {
 		return nil, fmt.Errorf("--webhook-concurrency %d must be positive", options.WebhookConcurrency)
@@ -309,6 +344,44 @@ func (n *networkList) Set(value string) error {
 	}
 	*n.list = append(*n.list, prefixes...)
 	return nil
+}
+
+// scannerResources are the scan Jobs' resources; an empty quantity sets none.
+func (o *Options) scannerResources() corev1.ResourceRequirements {
+	resources := corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
+	for _, q := range []struct {
+		list  corev1.ResourceList
+		name  corev1.ResourceName
+		value string
+	}{
+		{resources.Requests, corev1.ResourceCPU, o.ScannerRequestsCPU},
+		{resources.Requests, corev1.ResourceMemory, o.ScannerRequestsMemory},
+		{resources.Requests, corev1.ResourceEphemeralStorage, o.ScannerRequestsEphemeralStorage},
+		{resources.Limits, corev1.ResourceCPU, o.ScannerLimitsCPU},
+		{resources.Limits, corev1.ResourceMemory, o.ScannerLimitsMemory},
+		{resources.Limits, corev1.ResourceEphemeralStorage, o.ScannerLimitsEphemeralStorage},
+	} {
+		if q.value != "" {
+			q.list[q.name] = resource.MustParse(q.value) // parse checked every quantity
+		}
+	}
+	return resources
+}
+
+// scannerJobShape is the resources of the scan Jobs and the shaping of their pods, read from
+// --scanner-pod-template: resources given there replace those of the --scanner-* flags.
+func (o *Options) scannerJobShape() (corev1.ResourceRequirements, executor.PodTemplate, error) {
+	if o.ScannerPodTemplate == "" {
+		return o.scannerResources(), executor.PodTemplate{}, nil
+	}
+	template, err := executor.LoadPodTemplate(o.ScannerPodTemplate)
+	if err != nil {
+		return corev1.ResourceRequirements{}, template, err
+	}
+	if template.Resources != nil {
+		return *template.Resources, template, nil
+	}
+	return o.scannerResources(), template, nil
 }
 
 // envOr is the value of the environment variable name, or fallback when it is empty.

@@ -5,9 +5,13 @@ import (
 	"errors"
 	"flag"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 func TestParse(t *testing.T) {
@@ -62,6 +66,21 @@ func TestParse(t *testing.T) {
 		{name: "a negative shutdown timeout", args: []string{"--graceful-shutdown-timeout=-1s"}, wantErr: "must not be negative"},
 		{name: "an unknown flag", args: []string{"--no-such-flag"}, wantErr: "flag provided but not defined: -no-such-flag"},
 		{name: "a stray argument", args: []string{"serve"}, wantErr: "unexpected arguments: [serve]"},
+		{
+			name: "no CPU limit for the scan Jobs, ephemeral storage instead",
+			args: []string{"--scanner-limits-cpu=", "--scanner-limits-ephemeral-storage=8Gi"},
+			check: func(o *Options) bool {
+				r := o.scannerResources()
+				_, cpu := r.Limits[corev1.ResourceCPU]
+				return !cpu && r.Limits.StorageEphemeral().String() == "8Gi" && r.Limits.Memory().String() == "1Gi" && r.Requests.Cpu().String() == "100m"
+			},
+		},
+		{name: "a bad ephemeral-storage quantity", args: []string{"--scanner-requests-ephemeral-storage=big"}, wantErr: `--scanner-requests-ephemeral-storage "big" is not a quantity`},
+		{name: "a negative series limit", args: []string{"--metrics-workload-series-limit=-1"}, wantErr: "must not be negative"},
+		{
+			name:  "cloud credentials on by default",
+			check: func(o *Options) bool { return o.CloudRegistryCredentials && o.MetricsWorkloadSeriesLimit == 0 },
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -110,6 +129,48 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 	for _, name := range []string{"metrics-bind-address", "metrics-secure", "leader-elect", "webhook-cert-dir", "enable-http2", "zap-log-level"} {
 		if fs.Lookup(name) == nil {
 			t.Errorf("no -%s flag", name)
+		}
+	}
+}
+
+func TestThePodTemplateResourcesReplaceTheFlags(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pod-template.yaml")
+	if err := os.WriteFile(path, []byte("resources: {requests: {memory: 256Mi}}\npriorityClassName: low\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	options, err := parse([]string{"--scanner-pod-template=" + path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resources, template, err := options.scannerJobShape()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resources.Limits) != 0 || resources.Requests.Memory().String() != "256Mi" || template.PriorityClassName != "low" {
+		t.Errorf("resources %v, template %+v", resources, template)
+	}
+	options.ScannerPodTemplate = filepath.Join(t.TempDir(), "missing.yaml")
+	if _, _, err := options.scannerJobShape(); err == nil {
+		t.Error("a missing pod template was accepted")
+	}
+}
+
+func TestACommandLineErrorPrintsOneLineAndTheUsage(t *testing.T) {
+	for _, args := range [][]string{{"serve"}, {"--no-such-flag"}, {"--webhook-port=x"}} {
+		read, write, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stderr := os.Stderr
+		os.Stderr = write
+		code := Main(args)
+		os.Stderr = stderr
+		_ = write.Close()
+		var out bytes.Buffer
+		_, _ = out.ReadFrom(read)
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		if code != 2 || len(lines) != 2 || !strings.HasPrefix(lines[0], "vigil-manager: ") || lines[1] != usageLine {
+			t.Errorf("vigil-manager %v: exit code %d, stderr:\n%s", args, code, out.String())
 		}
 	}
 }
