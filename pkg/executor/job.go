@@ -266,7 +266,6 @@ func scratchSizeLimit(resources corev1.ResourceRequirements) *resource.Quantity 
 	return nil
 }
 
-
 // Check tells the state of an attempt from its Job. A Job that failed without a report (killed
 // for its memory, past its deadline, its pod lost) has its failure recorded here.
 func (j *Jobs) Check(ctx context.Context, digest string, attempt int32) (State, error) {

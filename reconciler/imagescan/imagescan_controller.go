@@ -83,14 +83,14 @@ type Reconciler struct {
 	Client client.Client
 	// APIReader reads workloads, service accounts and pull secrets one at a time, and
 	// ImageScans whose cached copy may be behind, from the API server.
-	APIReader  client.Reader
-	Events     events.EventRecorder
-	Executor   executor.Executor
+	APIReader client.Reader
+	Events    events.EventRecorder
+	Executor  executor.Executor
 	// ExecutorKind names the executor in metrics: "in-process" or "job".
 	ExecutorKind string
 	SBOMs        SBOMStore
-	Database   Database
-	Dispatcher *Dispatcher
+	Database     Database
+	Dispatcher   *Dispatcher
 	// Matches bounds the matches that run at once, first matches before re-matches.
 	Matches *Gate
 	// Registry configures registry access (plain HTTP, certificates, timeout) for resolving.
