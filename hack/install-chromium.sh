@@ -14,8 +14,8 @@ if [[ -z "$browser" ]]; then
     exit 1
   fi
   echo "Installing Chromium from Debian's packages"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends chromium >/dev/null
   browser="$(command -v chromium)"
 fi
 ln -sfn "$browser" "$root/bin/chromium"
