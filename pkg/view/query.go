@@ -155,7 +155,7 @@ func (q Query) keeps(e *Entry, search, image string) bool {
 		return false
 	}
 	if q.Namespace != "" || q.WorkloadKind != "" || q.WorkloadName != "" {
-		if !slices.ContainsFunc(e.Vulnerability.Status.Workloads, q.matchesWorkload) {
+		if !slices.ContainsFunc(e.Vulnerability.Status.Workloads, q.MatchesWorkload) {
 			return false
 		}
 	}
@@ -167,7 +167,8 @@ func (q Query) keeps(e *Entry, search, image string) bool {
 	return true
 }
 
-func (q Query) matchesWorkload(w vigilv1alpha1.AffectedWorkload) bool {
+// MatchesWorkload tells whether w is of the query's namespace, workload kind and workload name.
+func (q Query) MatchesWorkload(w vigilv1alpha1.AffectedWorkload) bool {
 	return (q.Namespace == "" || w.Namespace == q.Namespace) &&
 		(q.WorkloadKind == "" || strings.EqualFold(w.Kind, q.WorkloadKind)) &&
 		(q.WorkloadName == "" || w.Name == q.WorkloadName)

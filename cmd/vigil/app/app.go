@@ -1,4 +1,5 @@
-// Package app is the vigil command: its root and the scan subcommand.
+// Package app is the vigil command: its root, the scan subcommand, and the vulnerability view
+// of a cluster in the terminal and in the browser.
 package app
 
 import (
@@ -37,6 +38,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newScanCommand(stdout, stderr), newScanJobCommand(stderr))
+	root.AddCommand(newVulnsCommand(stdout, stderr), newVulnCommand(stdout), newWorkloadCommand(stdout, stderr), newImagesCommand(stdout, stderr))
+	usePluginName(root)
 	err := root.Execute()
 	var failOn *errFailOn
 	switch {
