@@ -38,7 +38,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newScanCommand(stdout, stderr), newScanJobCommand(stderr))
-	root.AddCommand(newVulnsCommand(stdout, stderr), newVulnCommand(stdout), newWorkloadCommand(stdout, stderr), newImagesCommand(stdout, stderr))
+	root.AddCommand(newVulnsCommand(stdout, stderr), newVulnCommand(stdout), newWorkloadCommand(stdout, stderr), newImagesCommand(stdout, stderr), newDashboardCommand(stdout))
 	usePluginName(root)
 	err := root.Execute()
 	var failOn *errFailOn
