@@ -2,15 +2,11 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
-	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -109,49 +105,9 @@ func (o *dashboardOptions) run(ctx context.Context, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "Vigil dashboard: %s (Ctrl-C to stop)\n", url)
 	if !o.inCluster && !o.noBrowser {
-		if err := openBrowser(url); err != nil {
+		if err := dashboard.OpenBrowser(url); err != nil {
 			fmt.Fprintf(stdout, "Open %s in a browser (%v).\n", url, err)
 		}
 	}
-	return serve(ctx, listener, server)
-}
-
-// serve serves handler on listener until ctx ends, then stops within five seconds.
-func serve(ctx context.Context, listener net.Listener, handler http.Handler) error {
-	httpServer := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	failed := make(chan error, 1)
-	go func() { failed <- httpServer.Serve(listener) }()
-	select {
-	case err := <-failed:
-		return fmt.Errorf("serving the dashboard: %w", err)
-	case <-ctx.Done():
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	// Event streams stay open until the page closes: close what is still open after the wait.
-	if err := httpServer.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	return httpServer.Close()
-}
-
-// openBrowser opens url in the desktop's browser; it fails without a desktop.
-func openBrowser(url string) error {
-	var cmd *exec.Cmd
-	switch runtime.GOOS {
-	case "darwin":
-		cmd = exec.Command("open", url)
-	case "windows":
-		cmd = exec.Command("rundll32", "url.dll,FileProtocolHandler", url)
-	default:
-		if os.Getenv("DISPLAY") == "" && os.Getenv("WAYLAND_DISPLAY") == "" {
-			return errors.New("no desktop display")
-		}
-		cmd = exec.Command("xdg-open", url)
-	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("no browser opener: %w", err)
-	}
-	go func() { _ = cmd.Wait() }()
-	return nil
+	return dashboard.Serve(ctx, listener, server)
 }
