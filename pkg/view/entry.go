@@ -16,6 +16,8 @@ type Entry struct {
 
 	// text is the ID, aliases, package names and description in lower case, one per line.
 	text string
+	// rank is the severity's rank: 1 for Critical through 6 for Unknown.
+	rank int32
 	// score is the highest CVSS base score, -1 without one.
 	score float64
 	// epss is the EPSS score, -1 without one.
@@ -45,6 +47,7 @@ func NewEntry(vulnerability *vigilv1alpha1.Vulnerability) *Entry {
 	e := &Entry{
 		Vulnerability: vulnerability,
 		text:          strings.ToLower(text.String()),
+		rank:          details.Severity.Rank(),
 		score:         -1,
 		epss:          -1,
 		fixable:       details.Fixable(),

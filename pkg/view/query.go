@@ -185,20 +185,20 @@ func (q Query) compare(a, b *Entry) int {
 	case SortWorkloads:
 		c = cmp.Compare(b.Workloads(), a.Workloads())
 	case SortName:
-		c = cmp.Compare(a.ID(), b.ID())
+		c = strings.Compare(a.ID(), b.ID())
 	case SortLastDetected:
 		c = b.lastDetected.Compare(a.lastDetected)
 	}
 	if c != 0 {
 		return c
 	}
-	if c = cmp.Compare(a.Severity().Rank(), b.Severity().Rank()); c != 0 {
+	if c = cmp.Compare(a.rank, b.rank); c != 0 {
 		return c
 	}
 	if c = cmp.Compare(b.score, a.score); c != 0 {
 		return c
 	}
-	return cmp.Compare(a.ID(), b.ID())
+	return strings.Compare(a.ID(), b.ID())
 }
 
 // The URL parameters of a query.

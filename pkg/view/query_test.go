@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -297,5 +298,35 @@ func TestWriteCSV(t *testing.T) {
 	}
 	if !slices.EqualFunc(records, want, slices.Equal) {
 		t.Errorf("WriteCSV wrote\n%q\nwant\n%q", records, want)
+	}
+}
+
+// BenchmarkRun measures the query layer alone over 5,000 entries: the default first page and a
+// search.
+//
+//	go test ./pkg/view/ -run '^$' -bench Run
+func BenchmarkRun(b *testing.B) {
+	base := sample()
+	entries := make([]*Entry, 0, 5000)
+	for i := range 5000 {
+		v := base[i%len(base)].Vulnerability.DeepCopy()
+		v.Name = v.Name + "-" + strconv.Itoa(i)
+		v.Status.Details.ID = v.Status.Details.ID + "-" + strconv.Itoa(i)
+		v.Status.Details.Description = strings.Repeat(v.Status.Details.Description+" ", 8)
+		entries = append(entries, NewEntry(v))
+	}
+	for _, bench := range []struct {
+		name  string
+		query Query
+	}{
+		{"first-page", Query{PageSize: 50}},
+		{"search", Query{Search: "pyyaml", PageSize: 50}},
+		{"critical-high-cvss9", Query{Severities: []vigilv1alpha1.Severity{vigilv1alpha1.SeverityCritical, vigilv1alpha1.SeverityHigh}, MinCVSS: ptr.To(9.0), PageSize: 50}},
+	} {
+		b.Run(bench.name, func(b *testing.B) {
+			for b.Loop() {
+				bench.query.Run(entries)
+			}
+		})
 	}
 }
