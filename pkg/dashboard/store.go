@@ -120,7 +120,15 @@ func (s *store) watch(ctx context.Context, config *rest.Config) error {
 	}
 	if _, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { s.setObject(obj) },
-		UpdateFunc: func(_, obj any) { s.setObject(obj) },
+		UpdateFunc: func(old, obj any) {
+			// A periodic resync repeats what the store holds: nothing changed, nothing to tell.
+			if o, ok := old.(*vigilv1alpha1.Vulnerability); ok {
+				if n, ok := obj.(*vigilv1alpha1.Vulnerability); ok && o.ResourceVersion == n.ResourceVersion {
+					return
+				}
+			}
+			s.setObject(obj)
+		},
 		DeleteFunc: func(obj any) {
 			if tombstone, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
 				obj = tombstone.Obj
