@@ -1,4 +1,4 @@
-package dashboard
+package view
 
 import (
 	"bufio"
@@ -21,6 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
 	"github.com/vigil-dev/vigil/test/fixtures/fixturedb"
 	"github.com/vigil-dev/vigil/test/fixtures/images"
 	"github.com/vigil-dev/vigil/test/fixtures/registry"
@@ -139,4 +140,19 @@ func TestARowAppearsWhenAVulnerableWorkloadRunsAndGoesWhenItStops(t *testing.T) 
 	t.Logf("The row went %v after the pods stopped", time.Since(stopped).Round(time.Millisecond))
 	g.Expect(chromedp.Run(tab, chromedp.Evaluate[string](`window.vigilMarker`))).To(Equal("same page"), "the page reloaded")
 	screenshot(t, tab, "live-stopped")
+
+	// Every finding of the stopped workload goes, not only the one on the screen.
+	g.Eventually(func() ([]string, error) {
+		list := &vigilv1alpha1.VulnerabilityList{}
+		err := env.Client.List(ctx, list)
+		var left []string
+		for _, v := range list.Items {
+			for _, w := range v.Status.Workloads {
+				if w.Namespace == "live" {
+					left = append(left, v.Name)
+				}
+			}
+		}
+		return left, err
+	}, 10*time.Second, 100*time.Millisecond).Should(BeEmpty())
 }

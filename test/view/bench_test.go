@@ -1,4 +1,4 @@
-package dashboard
+package view
 
 import (
 	"bufio"
@@ -198,7 +198,7 @@ func get(b *testing.B, url string) int {
 // the CSV of a filtered list and a detail page, each a full HTTP request, and the dashboard
 // process's memory.
 //
-//	go test ./test/dashboard/ -run '^$' -bench DashboardAtScale -benchtime 200x
+//	go test ./test/view/ -run '^$' -bench DashboardAtScale -benchtime 200x
 func BenchmarkDashboardAtScale(b *testing.B) {
 	populate(b)
 	dashboard := startDashboardProcess(b)

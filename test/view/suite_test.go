@@ -1,7 +1,8 @@
-// Package dashboard holds the dashboard's browser tests: headless Chromium, from Debian's
-// packages (make chromium), drives `vigil dashboard`'s page against a real kube-apiserver and
-// etcd, and saves screenshots of what it saw. They are skipped with -short.
-package dashboard
+// Package view holds the stories of the vulnerability view on a real kube-apiserver and etcd:
+// the vigil terminal commands, and the dashboard in a browser (headless Chromium from Debian's
+// packages, installed by make chromium), which saves screenshots of what it saw. They are
+// skipped with -short.
+package view
 
 import (
 	"context"
