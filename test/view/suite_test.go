@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"k8s.io/klog/v2"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/vigil-dev/vigil/pkg/dashboard"
 	"github.com/vigil-dev/vigil/test/testenv"
@@ -59,6 +61,7 @@ func run(m *testing.M) int {
 	}()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	ctrllog.SetLogger(klog.NewKlogr())
 	stop, err := serveDashboard(ctx)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "Starting the dashboard: %v\n", err)

@@ -26,7 +26,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
 	"github.com/vigil-dev/vigil/pkg/dashboard"
@@ -214,6 +216,7 @@ The cluster runs until you stop the demo. Try, in another terminal:
 func (d *demo) startDashboard(ctx context.Context, env *testenv.Environment) (string, error) {
 	// The dashboard's watch ends before the API server stops, not when the demo is interrupted.
 	serveCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	ctrllog.SetLogger(klog.NewKlogr())
 	server, err := dashboard.New(serveCtx, dashboard.Options{Config: env.Config})
 	if err != nil {
 		stop()

@@ -14,7 +14,9 @@ import (
 	"github.com/spf13/cobra"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/vigil-dev/vigil/pkg/dashboard"
 )
@@ -71,6 +73,9 @@ func (o *dashboardOptions) run(ctx context.Context, stdout io.Writer) error {
 	if !o.inCluster && (ip == nil || !ip.IsLoopback()) {
 		return fmt.Errorf("--address %q: the dashboard reads with your credentials, so it listens on a loopback address only (127.0.0.1 or ::1)", o.address)
 	}
+	// The watch logs its failures (a lost connection, a revoked permission) through
+	// controller-runtime's logger: klog's, on standard error.
+	ctrllog.SetLogger(klog.NewKlogr())
 	options := dashboard.Options{}
 	if o.inCluster {
 		config, err := rest.InClusterConfig()
