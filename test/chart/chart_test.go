@@ -53,6 +53,7 @@ var variants = []struct {
 	{"existing-issuer", []string{"webhook.certManager.issuerRef.name=company-ca", "webhook.certManager.issuerRef.kind=ClusterIssuer"}},
 	{"without-cert-manager", []string{"webhook.certManager.enabled=false", "webhook.existingSecret=vigil-tls", "webhook.caBundle=Q0EK"}},
 	{"in-process", []string{"vulnerabilityScanning.executor=in-process", "replicas=1", "excludedNamespaces={kube-system,monitoring}"}},
+	{"dashboard", []string{"dashboard.enabled=true"}},
 }
 
 func render(t *testing.T, set []string) (string, error) {
