@@ -76,6 +76,12 @@ func TestAUserFindsVulnerabilitiesInTheTerminal(t *testing.T) {
 	g.Expect(list.Items).To(HaveLen(1))
 	g.Expect(list.Items[0].Status.Details.ID).To(Equal("CVE-2022-25883"))
 
+	// kubectl users get the FIXABLE column and the label to select by.
+	table, err := env.Kubectl(t.Context(), "get", "vulnerabilities", "-l", vigilv1alpha1.FixableLabel+"=true", "--sort-by=.status.details.rank")
+	g.Expect(err).NotTo(HaveOccurred(), table)
+	g.Expect(strings.Fields(strings.SplitN(table, "\n", 2)[0])).To(ContainElement("FIXABLE"))
+	g.Expect(table).To(MatchRegexp(`cve-2022-22965\s+CVE-2022-22965\s+Critical\s+9.8\s+spring-beans 5.3.17\s+5.3.18\s+true\s+2`))
+
 	// One vulnerability, found by its alias: three sections in reading order.
 	code, out, errOut = vigil("vuln", "GHSA-36p3-wjmg-h94x")
 	g.Expect(code).To(Equal(0), errOut)
