@@ -119,7 +119,7 @@ func (s *store) watch(ctx context.Context, config *rest.Config) error {
 		return fmt.Errorf("watching vulnerabilities: %w", err)
 	}
 	if _, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { s.setObject(obj) },
+		AddFunc: func(obj any) { s.setObject(obj) },
 		UpdateFunc: func(old, obj any) {
 			// A periodic resync repeats what the store holds: nothing changed, nothing to tell.
 			if o, ok := old.(*vigilv1alpha1.Vulnerability); ok {
