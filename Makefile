@@ -36,7 +36,7 @@ test-unit: ## Run the unit tests only (no API server)
 	go test $(GO_TEST_FLAGS) -short ./...
 
 .PHONY: tools
-tools: controlplane grype helm ## Build the tools the tests run (cached after the first time)
+tools: controlplane grype helm chromium ## Build the tools the tests run (cached after the first time)
 
 .PHONY: controlplane
 controlplane: ## Build etcd, kube-apiserver and kubectl into bin/ (once; about 8 minutes cold)
@@ -49,6 +49,10 @@ helm: ## Build helm into bin/helm, for the chart tests
 .PHONY: grype
 grype: ## Build the grype CLI of go.mod's grype version into bin/grype, for the parity test
 	hack/build-grype.sh
+
+.PHONY: chromium
+chromium: ## Install Chromium from Debian's packages into bin/chromium, for the dashboard's browser tests
+	hack/install-chromium.sh
 
 .PHONY: generate
 generate: ## Regenerate deepcopy code, CRDs, RBAC and the webhook configuration from the markers

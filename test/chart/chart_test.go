@@ -59,6 +59,7 @@ var variants = []struct {
 	{"platform-conventions", []string{"@platform.yaml"}},
 	{"metrics", []string{"@metrics.yaml"}},
 	{"scan-jobs", []string{"@scan-jobs.yaml"}},
+	{"dashboard", []string{"dashboard.enabled=true"}},
 }
 
 // valueArgs are helm's arguments for a variant's values.

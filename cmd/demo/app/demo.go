@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -25,10 +26,13 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
+	"github.com/vigil-dev/vigil/pkg/dashboard"
 	"github.com/vigil-dev/vigil/test/fixtures/fixturedb"
 	"github.com/vigil-dev/vigil/test/fixtures/images"
 	"github.com/vigil-dev/vigil/test/fixtures/registry"
@@ -205,6 +209,16 @@ func run(ctx context.Context, once bool, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "\n$ kubectl describe vulnerability %s\n%s", mostSevere, detail)
+	dashboardURL, err := d.startDashboard(ctx, env)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nThe live vulnerability view in a browser: %s\n", dashboardURL)
+	if !once {
+		if err := dashboard.OpenBrowser(dashboardURL); err != nil {
+			fmt.Fprintf(out, "Open it in a browser (%v).\n", err)
+		}
+	}
 	kubectl := env.KubectlPath
 	fmt.Fprintf(out, `
 The cluster runs until you stop the demo. Try, in another terminal:
@@ -212,6 +226,11 @@ The cluster runs until you stop the demo. Try, in another terminal:
   export KUBECONFIG=%s
   alias kubectl=%s
   kubectl get vulnerabilities -o wide
+  go run ./cmd/vigil vulns --severity critical,high --min-cvss 9
+  go run ./cmd/vigil vulns --search GHSA-jfh8-c2jp-5v3q
+  go run ./cmd/vigil vuln CVE-2021-44228
+  go run ./cmd/vigil workload shop/Deployment/api
+  go run ./cmd/vigil dashboard
   kubectl get vulnerabilities -l vigil.dev/severity=critical
   kubectl get vulnerabilities -l 'vigil.dev/cvss-x10>90'
   kubectl get imagescans
@@ -219,7 +238,7 @@ The cluster runs until you stop the demo. Try, in another terminal:
   # stop the Deployment's pods (there is no kubelet here; this does what it would) and watch
   # CVE-2021-44228 disappear:
   kubectl delete pods -n shop -l app=api --grace-period=0
-  kubectl get vulnerabilities -w
+  kubectl get vulnerabilities -w     # and watch its row leave the dashboard
 `, env.KubeconfigPath, kubectl)
 	if once {
 		return nil
@@ -227,6 +246,31 @@ The cluster runs until you stop the demo. Try, in another terminal:
 	fmt.Fprintln(out, "\nPress Ctrl-C to stop the demo and remove everything it started.")
 	<-ctx.Done()
 	return nil
+}
+
+// startDashboard serves the dashboard on a free loopback port with the demo's admin
+// credentials, as `vigil dashboard` does with a user's; it returns the dashboard's URL.
+func (d *demo) startDashboard(ctx context.Context, env *testenv.Environment) (string, error) {
+	// The dashboard's watch ends before the API server stops, not when the demo is interrupted.
+	serveCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	ctrllog.SetLogger(klog.NewKlogr())
+	server, err := dashboard.New(serveCtx, dashboard.Options{Config: env.Config})
+	if err != nil {
+		stop()
+		return "", err
+	}
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		stop()
+		return "", fmt.Errorf("listening for the dashboard: %w", err)
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = dashboard.Serve(serveCtx, listener, server)
+	}()
+	d.onStop(func() { stop(); <-served })
+	return fmt.Sprintf("http://localhost:%d/", listener.Addr().(*net.TCPAddr).Port), nil
 }
 
 // startManager builds and starts vigil-manager against env; it returns the webhook's port and CA.

@@ -1,4 +1,5 @@
-// Package app is the vigil command: its root and the scan subcommand.
+// Package app is the vigil command: its root, the scan subcommand, and the vulnerability view
+// of a cluster in the terminal and in the browser.
 package app
 
 import (
@@ -41,6 +42,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newScanCommand(stdout, stderr), newScanJobCommand(stderr))
+	root.AddCommand(newVulnsCommand(stdout, stderr), newVulnCommand(stdout), newWorkloadCommand(stdout, stderr), newImagesCommand(stdout, stderr), newDashboardCommand(stdout))
+	usePluginName(root)
 	strictArguments(root)
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return &usageError{cmd: cmd, err: err} })
 	// Ctrl-C or SIGTERM cancels the command's context: a scan stops and removes what it unpacked.

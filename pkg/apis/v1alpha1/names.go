@@ -31,14 +31,24 @@ func VulnerabilityName(id string) string {
 	return trimmed
 }
 
-// Labels are the labels that make a Vulnerability selectable with `kubectl get -l`: its severity
-// and, when it has a CVSS score, the score times ten.
+// Labels are the labels that make a Vulnerability selectable with `kubectl get -l`: its severity,
+// whether it is fixable and, when it has a CVSS score, the score times ten.
 func (d VulnerabilityDetails) Labels() map[string]string {
-	labels := map[string]string{SeverityLabel: d.Severity.LabelValue()}
+	labels := map[string]string{SeverityLabel: d.Severity.LabelValue(), FixableLabel: strconv.FormatBool(d.Fixable())}
 	if d.Score != nil {
 		labels[CVSSLabel] = strconv.Itoa(int(math.Round(*d.Score * 10)))
 	}
 	return labels
+}
+
+// Fixable tells whether a version that fixes one of the vulnerable packages is known.
+func (d VulnerabilityDetails) Fixable() bool {
+	for _, p := range d.Packages {
+		if p.FixState == FixStateFixed || len(p.FixedIn) > 0 {
+			return true
+		}
+	}
+	return d.FixedInSummary != ""
 }
 
 // Namespace opt-out: a namespace labelled vigil.dev/scanning=disabled is not watched by the

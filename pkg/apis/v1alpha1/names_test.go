@@ -48,9 +48,15 @@ func TestLabels(t *testing.T) {
 		details VulnerabilityDetails
 		want    map[string]string
 	}{
-		{"critical with a score", VulnerabilityDetails{Severity: SeverityCritical, Score: ptr.To(9.8)}, map[string]string{SeverityLabel: "critical", CVSSLabel: "98"}},
-		{"a score that rounds", VulnerabilityDetails{Severity: SeverityMedium, Score: ptr.To(6.55)}, map[string]string{SeverityLabel: "medium", CVSSLabel: "66"}},
-		{"no score", VulnerabilityDetails{Severity: SeverityUnknown}, map[string]string{SeverityLabel: "unknown"}},
+		{"critical with a score", VulnerabilityDetails{Severity: SeverityCritical, Score: ptr.To(9.8)}, map[string]string{SeverityLabel: "critical", CVSSLabel: "98", FixableLabel: "false"}},
+		{"a score that rounds", VulnerabilityDetails{Severity: SeverityMedium, Score: ptr.To(6.55)}, map[string]string{SeverityLabel: "medium", CVSSLabel: "66", FixableLabel: "false"}},
+		{"no score", VulnerabilityDetails{Severity: SeverityUnknown}, map[string]string{SeverityLabel: "unknown", FixableLabel: "false"}},
+		{"a fixed package", VulnerabilityDetails{Severity: SeverityHigh, Packages: []VulnerablePackage{
+			{Name: "libssl3", FixState: FixStateNotFixed}, {Name: "openssl", FixedIn: []string{"3.0.8-1"}, FixState: FixStateFixed},
+		}}, map[string]string{SeverityLabel: "high", FixableLabel: "true"}},
+		{"no fix known", VulnerabilityDetails{Severity: SeverityLow, Packages: []VulnerablePackage{
+			{Name: "zlib", FixState: FixStateWontFix}, {Name: "bash", FixState: FixStateUnknown},
+		}}, map[string]string{SeverityLabel: "low", FixableLabel: "false"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
