@@ -120,7 +120,7 @@ func leaderOf(managers []*managerProcess) *managerProcess {
 		default:
 		}
 		for _, line := range m.logLines() {
-			if strings.Contains(line, "successfully acquired lease") {
+			if strings.Contains(strings.ToLower(line), "successfully acquired lease") {
 				return m
 			}
 		}
