@@ -18,7 +18,6 @@ import (
 
 	"github.com/anchore/stereoscope/pkg/image"
 	"github.com/anchore/syft/syft"
-	"github.com/anchore/syft/syft/cataloging"
 	"github.com/anchore/syft/syft/format/syftjson"
 	syftsbom "github.com/anchore/syft/syft/sbom"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -48,6 +47,10 @@ type Options struct {
 	MaxSBOMSize int64
 	// Timeout bounds each registry request; 0 means 30 seconds.
 	Timeout time.Duration
+	// FullSBOM catalogs what vulnerability matching never reads as well (file metadata and
+	// digests, executables, package-to-file relationships), for an SBOM exported whole. Without
+	// it the SBOM holds what matching reads, and the scan is faster and leaner.
+	FullSBOM bool
 }
 
 // RegistryAccess says how to reach one registry that is not served over verified HTTPS.
@@ -158,18 +161,25 @@ func Generate(ctx context.Context, source Source, options Options) (*Result, err
 		WithSources(string(source.Scheme)).
 		WithPlatform(parsedPlatform).
 		WithRegistryOptions(registryOptions(source, options))
+	// The license scanner is built (when no scan holds one) while the image is read.
+	licenses := make(chan licenseScannerResult, 1)
+	go func() {
+		licenseContext, release, err := acquireLicenseScanner()
+		licenses <- licenseScannerResult{licenseContext, release, err}
+	}()
 	src, err := syft.GetSource(ctx, source.Location, config)
+	scanner := <-licenses
+	if scanner.err == nil {
+		defer scanner.release()
+	}
 	if err != nil {
 		return nil, classify(fmt.Errorf("reading %s: %w", source, err))
 	}
 	defer src.Close()
-
-	licenseContext, release, err := acquireLicenseScanner()
-	if err != nil {
-		return nil, err
+	if scanner.err != nil {
+		return nil, scanner.err
 	}
-	defer release()
-	document, err := syft.CreateSBOM(withValuesOf(ctx, licenseContext), src, createSBOMConfig())
+	document, err := syft.CreateSBOM(withValuesOf(ctx, scanner.ctx), src, catalogConfig(options.FullSBOM))
 	if err != nil {
 		return nil, fmt.Errorf("cataloging %s: %w", source, err)
 	}
@@ -194,6 +204,13 @@ var licenseScanner struct {
 	idle  *time.Timer
 }
 
+// licenseScannerResult is what acquireLicenseScanner returns.
+type licenseScannerResult struct {
+	ctx     context.Context //nolint:containedctx // handed from one goroutine to another
+	release func()
+	err     error
+}
+
 // acquireLicenseScanner returns the context that carries the license scanner and the function
 // that releases it.
 func acquireLicenseScanner() (context.Context, func(), error) {
@@ -204,7 +221,7 @@ func acquireLicenseScanner() (context.Context, func(), error) {
 		licenseScanner.idle = nil
 	}
 	if licenseScanner.ctx == nil {
-		ctx, err := syft.SetContextLicenseScanner(context.Background(), createSBOMConfig().Licenses)
+		ctx, err := syft.SetContextLicenseScanner(context.Background(), catalogConfig(false).Licenses)
 		if err != nil {
 			return nil, nil, fmt.Errorf("building syft's license scanner: %w", err)
 		}
@@ -251,17 +268,6 @@ func (c valuesContext) Value(key any) any {
 		return value
 	}
 	return c.values.Value(key)
-}
-
-// createSBOMConfig is grype CLI's cataloging configuration, so that Vigil finds what grype finds.
-func createSBOMConfig() *syft.CreateSBOMConfig {
-	config := syft.DefaultCreateSBOMConfig().WithTool("vigil", "")
-	search := cataloging.DefaultArchiveSearchConfig()
-	config.Packages.JavaArchive.IncludeIndexedArchives = search.IncludeIndexedArchives
-	config.Packages.JavaArchive.IncludeUnindexedArchives = search.IncludeUnindexedArchives
-	config.Packages.Golang = config.Packages.Golang.WithCaptureSymbols(cataloging.SymbolScopeAll)
-	config.Compliance.MissingVersion = cataloging.ComplianceActionDrop
-	return config
 }
 
 // encode writes document as syft JSON, and fails with a TooLargeError as soon as it grows past

@@ -122,6 +122,9 @@ func (o *scanOptions) validate() (sbom.Options, *vigilv1alpha1.Severity, error) 
 	}
 	scanOptions.Platform = o.platform
 	scanOptions.Timeout = o.timeout
+	// An SBOM written for the user is the whole of what syft catalogs; one only matched leaves out
+	// what matching never reads.
+	scanOptions.FullSBOM = o.sbomFile != ""
 	for flag, value := range map[string]*int64{o.maxImageSize: &scanOptions.MaxImageSize, o.maxSBOMSize: &scanOptions.MaxSBOMSize} {
 		if flag == "" {
 			continue
