@@ -77,7 +77,7 @@ node_app() {
   rm -rf "$dir"
   mkdir -p "$dir/app"
   cp hack/corpus/node/package.json hack/corpus/node/package-lock.json hack/corpus/node/server.js "$dir/app/"
-  (cd "$dir/app" && npm ci --ignore-scripts --no-audit --no-fund >"$work/node-app.npm.log" 2>&1) ||
+  (cd "$dir/app" && npm ci --ignore-scripts --legacy-peer-deps --no-audit --no-fund >"$work/node-app.npm.log" 2>&1) ||
     { tail -20 "$work/node-app.npm.log" >&2; exit 1; }
   touch "$dir.done"
 }
