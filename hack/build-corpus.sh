@@ -91,7 +91,7 @@ java_app() {
   echo "Downloading the jars Debian ships"
   rm -rf "$dir"
   mkdir -p "$dir/debs" "$dir/root"
-  (cd "$dir/debs" && apt-get download $(<hack/corpus/java/debian-packages) >"$work/java-app.apt.log" 2>&1) ||
+  (cd "$dir/debs" && apt-get download $(<"$root/hack/corpus/java/debian-packages") >"$work/java-app.apt.log" 2>&1) ||
     { tail -20 "$work/java-app.apt.log" >&2; exit 1; }
   for deb in "$dir"/debs/*.deb; do
     dpkg-deb -x "$deb" "$dir/root"
