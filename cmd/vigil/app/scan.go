@@ -180,24 +180,28 @@ func runScan(ctx context.Context, input string, o *scanOptions, stdout, stderr i
 	if err != nil {
 		return explain(err, o.timeout)
 	}
-	progress("Matching %d packages against the database built %s", generated.Packages(), store.Status().Database.Built.Format(time.RFC3339))
-	result, err := matcher.Match(ctx, generated.JSON)
-	if err != nil {
-		return err
-	}
+	distro, packages := generated.Distro(), generated.Packages()
 	if o.sbomFile != "" {
 		if err := writeSBOM(o.sbomFile, o.sbomFormat, generated.SBOM); err != nil {
 			return err
 		}
 	}
+	// Matching reads the SBOM's JSON only: syft's document is not used from here on, so that the
+	// garbage collector frees it while the matcher decodes the JSON.
+	syftJSON := generated.JSON
+	progress("Matching %d packages against the database built %s", packages, store.Status().Database.Built.Format(time.RFC3339))
+	result, err := matcher.Match(ctx, syftJSON)
+	if err != nil {
+		return err
+	}
 	report := Report{
-		Source: input, Distro: generated.Distro(), Packages: generated.Packages(),
+		Source: input, Distro: distro, Packages: packages,
 		Database: result.Database, Findings: result.Findings,
 	}
 	if err := writeReport(stdout, o.output, report); err != nil {
 		return err
 	}
-	progress("Found %d vulnerabilities in %d packages in %s", len(result.Findings), generated.Packages(), time.Since(start).Round(time.Millisecond))
+	progress("Found %d vulnerabilities in %d packages in %s", len(result.Findings), packages, time.Since(start).Round(time.Millisecond))
 	if failOn != nil {
 		for _, finding := range result.Findings {
 			if finding.Severity != vigilv1alpha1.SeverityUnknown && finding.Severity.Rank() <= failOn.Rank() {

@@ -115,7 +115,7 @@ func sendReport(ctx context.Context, o *scanJobOptions, report executor.Report) 
 	if err != nil {
 		return fmt.Errorf("reading the token: %w", err)
 	}
-	body, err := json.Marshal(report)
+	body, err := reportBody(report)
 	if err != nil {
 		return err
 	}
@@ -131,7 +131,7 @@ func sendReport(ctx context.Context, o *scanJobOptions, report executor.Report) 
 		}
 	}
 	client := &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{TLSClientConfig: tlsConfig}}
-	request, err := http.NewRequestWithContext(ctx, http.MethodPost, o.reportURL, bytes.NewReader(body))
+	request, err := http.NewRequestWithContext(ctx, http.MethodPost, o.reportURL, body)
 	if err != nil {
 		return err
 	}
@@ -147,4 +147,20 @@ func sendReport(ctx context.Context, o *scanJobOptions, report executor.Report) 
 		return fmt.Errorf("the manager refused the report: %s: %s", response.Status, strings.TrimSpace(string(answer)))
 	}
 	return nil
+}
+
+// reportBody is report as JSON, with its SBOM, which syft's encoder wrote as valid JSON, sent as
+// it is rather than copied into one more buffer of its size.
+func reportBody(report executor.Report) (io.Reader, error) {
+	sbomJSON := report.SBOM
+	report.SBOM = nil
+	head, err := json.Marshal(report)
+	if err != nil {
+		return nil, err
+	}
+	if len(sbomJSON) == 0 {
+		return bytes.NewReader(head), nil
+	}
+	return io.MultiReader(bytes.NewReader(head[:len(head)-1]), strings.NewReader(`,"sbom":`),
+		bytes.NewReader(sbomJSON), strings.NewReader("}")), nil
 }
