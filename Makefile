@@ -54,6 +54,14 @@ grype: ## Build the grype CLI of go.mod's grype version into bin/grype, for the 
 chromium: ## Install Chromium from Debian's packages into bin/chromium, for the dashboard's browser tests
 	hack/install-chromium.sh
 
+.PHONY: corpus
+corpus: ## Build the real-image scan corpus into ~/.cache/vigil/corpus (once; needs root, debootstrap, npm)
+	hack/build-corpus.sh
+
+.PHONY: bench-corpus
+bench-corpus: corpus grype ## Print vigil scan's wall time and peak memory as ratios to the grype CLI's on the corpus
+	go test -run '^$$' -bench '^BenchmarkCorpusAgainstGrypeCLI$$' -benchtime 1x -timeout 90m ./test/scanengine/
+
 .PHONY: generate
 generate: ## Regenerate deepcopy code, CRDs, RBAC and the webhook configuration from the markers
 	$(CONTROLLER_GEN) object paths=./pkg/apis/...

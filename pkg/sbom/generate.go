@@ -18,7 +18,6 @@ import (
 
 	"github.com/anchore/stereoscope/pkg/image"
 	"github.com/anchore/syft/syft"
-	"github.com/anchore/syft/syft/cataloging"
 	"github.com/anchore/syft/syft/format/syftjson"
 	syftsbom "github.com/anchore/syft/syft/sbom"
 	syftsource "github.com/anchore/syft/syft/source"
@@ -63,6 +62,10 @@ type Options struct {
 	// NoCloudCredentials turns off the cloud's ambient identity (ECR, GCR/Artifact Registry,
 	// ACR) that is tried when no credential fits a registry.
 	NoCloudCredentials bool
+	// FullSBOM catalogs what vulnerability matching never reads as well (file metadata and
+	// digests, executables, package-to-file relationships), for an SBOM exported whole. Without
+	// it the SBOM holds what matching reads, and the scan is faster and leaner.
+	FullSBOM bool
 }
 
 // RegistryAccess says how to reach one registry that is not served over verified HTTPS.
@@ -183,18 +186,25 @@ func Generate(ctx context.Context, source Source, options Options) (*Result, err
 		return nil, &TooLargeError{What: "image", Size: imageSize, Limit: options.MaxImageSize}
 	}
 
+	// The license scanner is built (when no scan holds one) while the image is read.
+	licenses := make(chan licenseScannerResult, 1)
+	go func() {
+		licenseContext, release, err := acquireLicenseScanner()
+		licenses <- licenseScannerResult{licenseContext, release, err}
+	}()
 	src, err := openSource(ctx, source, options, parsedPlatform)
+	scanner := <-licenses
+	if scanner.err == nil {
+		defer scanner.release()
+	}
 	if err != nil {
 		return nil, err
 	}
 	defer src.Close()
-
-	licenseContext, release, err := acquireLicenseScanner()
-	if err != nil {
-		return nil, err
+	if scanner.err != nil {
+		return nil, scanner.err
 	}
-	defer release()
-	document, err := syft.CreateSBOM(withValuesOf(ctx, licenseContext), src, createSBOMConfig())
+	document, err := syft.CreateSBOM(withValuesOf(ctx, scanner.ctx), src, catalogConfig(options.FullSBOM))
 	if err != nil {
 		return nil, fmt.Errorf("cataloging %s: %w", source, err)
 	}
@@ -236,6 +246,13 @@ var licenseScanner struct {
 	idle  *time.Timer
 }
 
+// licenseScannerResult is what acquireLicenseScanner returns.
+type licenseScannerResult struct {
+	ctx     context.Context //nolint:containedctx // handed from one goroutine to another
+	release func()
+	err     error
+}
+
 // acquireLicenseScanner returns the context that carries the license scanner and the function
 // that releases it.
 func acquireLicenseScanner() (context.Context, func(), error) {
@@ -246,7 +263,7 @@ func acquireLicenseScanner() (context.Context, func(), error) {
 		licenseScanner.idle = nil
 	}
 	if licenseScanner.ctx == nil {
-		ctx, err := syft.SetContextLicenseScanner(context.Background(), createSBOMConfig().Licenses)
+		ctx, err := syft.SetContextLicenseScanner(context.Background(), catalogConfig(false).Licenses)
 		if err != nil {
 			return nil, nil, fmt.Errorf("building syft's license scanner: %w", err)
 		}
@@ -293,17 +310,6 @@ func (c valuesContext) Value(key any) any {
 		return value
 	}
 	return c.values.Value(key)
-}
-
-// createSBOMConfig is grype CLI's cataloging configuration, so that Vigil finds what grype finds.
-func createSBOMConfig() *syft.CreateSBOMConfig {
-	config := syft.DefaultCreateSBOMConfig().WithTool("vigil", "")
-	search := cataloging.DefaultArchiveSearchConfig()
-	config.Packages.JavaArchive.IncludeIndexedArchives = search.IncludeIndexedArchives
-	config.Packages.JavaArchive.IncludeUnindexedArchives = search.IncludeUnindexedArchives
-	config.Packages.Golang = config.Packages.Golang.WithCaptureSymbols(cataloging.SymbolScopeAll)
-	config.Compliance.MissingVersion = cataloging.ComplianceActionDrop
-	return config
 }
 
 // encode writes document as syft JSON, and fails with a TooLargeError as soon as it grows past

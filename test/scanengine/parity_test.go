@@ -24,17 +24,76 @@ type grypeReport struct {
 			ID  string `json:"id"`
 			Fix struct {
 				Versions []string `json:"versions"`
+				State    string   `json:"state"`
 			} `json:"fix"`
 		} `json:"vulnerability"`
 		Artifact struct {
 			Name    string `json:"name"`
 			Version string `json:"version"`
+			Type    string `json:"type"`
 		} `json:"artifact"`
 	} `json:"matches"`
 }
 
+// finding is one line of a parity comparison: ID, package, version, type, fix state and
+// fixed-in versions.
+func finding(id, name, version, kind, fixState string, fixedIn []string) string {
+	return strings.Join([]string{id, name, version, kind, strings.ToLower(fixState), strings.Join(fixedIn, ",")}, " ")
+}
+
+// vigilFindings scans source with `vigil scan -o json`, in process, and returns its findings,
+// sorted.
+func vigilFindings(t *testing.T, source string) []string {
+	t.Helper()
+	code, stdout, stderr := vigil("scan", source, "--db", dbRoot, "-o", "json", "-q")
+	if code != app.ExitOK {
+		t.Fatalf("vigil scan: exit %d: %s", code, stderr)
+	}
+	var report app.Report
+	if err := json.Unmarshal([]byte(stdout), &report); err != nil {
+		t.Fatal(err)
+	}
+	var found []string
+	for _, f := range report.Findings {
+		found = append(found, finding(f.ID, f.Package.Name, f.Package.Version, f.Package.Type, string(f.FixState), f.FixedIn))
+	}
+	sort.Strings(found)
+	return found
+}
+
+// grypeFindings scans source with the grype CLI on the same database and returns its findings,
+// sorted.
+func grypeFindings(t *testing.T, grype, source string) []string {
+	t.Helper()
+	cmd := exec.Command(grype, source, "-o", "json", "-q")
+	cmd.Env = grypeEnv(t.TempDir())
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("grype: %v: %s", err, errOut.String())
+	}
+	var report grypeReport
+	if err := json.Unmarshal(out.Bytes(), &report); err != nil {
+		t.Fatalf("grype output: %v", err)
+	}
+	var found []string
+	for _, m := range report.Matches {
+		found = append(found, finding(m.Vulnerability.ID, m.Artifact.Name, m.Artifact.Version, m.Artifact.Type, m.Vulnerability.Fix.State, m.Vulnerability.Fix.Versions))
+	}
+	sort.Strings(found)
+	return found
+}
+
+// grypeEnv is the grype CLI's environment: the fixture database, no update, no version check,
+// home in the given folder.
+func grypeEnv(home string) []string {
+	return append(os.Environ(),
+		"GRYPE_DB_CACHE_DIR="+dbRoot, "GRYPE_DB_AUTO_UPDATE=false", "GRYPE_DB_VALIDATE_AGE=false",
+		"GRYPE_CHECK_FOR_APP_UPDATE=false", "HOME="+home)
+}
+
 // grypeBinary is the grype CLI that hack/build-grype.sh builds from go.mod's grype version.
-func grypeBinary(t *testing.T) string {
+func grypeBinary(t testing.TB) string {
 	t.Helper()
 	root, err := testenv.ModuleRoot()
 	if err != nil {
@@ -52,7 +111,7 @@ func grypeBinary(t *testing.T) string {
 
 // TestSameFindingsAsTheGrypeCLI scans every fixture image with `vigil scan -o json` and with the
 // grype CLI built from the same grype module version, on the same database, and compares the
-// vulnerabilities, packages, versions and fixed-in versions they report.
+// vulnerabilities, packages, versions, fix states and fixed-in versions they report.
 func TestSameFindingsAsTheGrypeCLI(t *testing.T) {
 	grype := grypeBinary(t)
 	recipes := map[string]func() (v1.Image, error){
@@ -64,38 +123,8 @@ func TestSameFindingsAsTheGrypeCLI(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			source := ociLayout(t, recipe)
 
-			code, stdout, stderr := vigil("scan", source, "--db", dbRoot, "-o", "json", "-q")
-			if code != app.ExitOK {
-				t.Fatalf("vigil scan: exit %d: %s", code, stderr)
-			}
-			var report app.Report
-			if err := json.Unmarshal([]byte(stdout), &report); err != nil {
-				t.Fatal(err)
-			}
-			var fromVigil []string
-			for _, f := range report.Findings {
-				fromVigil = append(fromVigil, strings.Join([]string{f.ID, f.Package.Name, f.Package.Version, strings.Join(f.FixedIn, ",")}, " "))
-			}
-
-			cmd := exec.Command(grype, source, "-o", "json", "-q")
-			cmd.Env = append(os.Environ(),
-				"GRYPE_DB_CACHE_DIR="+dbRoot, "GRYPE_DB_AUTO_UPDATE=false", "GRYPE_DB_VALIDATE_AGE=false",
-				"GRYPE_CHECK_FOR_APP_UPDATE=false", "HOME="+t.TempDir())
-			var out, errOut bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &errOut
-			if err := cmd.Run(); err != nil {
-				t.Fatalf("grype: %v: %s", err, errOut.String())
-			}
-			var grypeOut grypeReport
-			if err := json.Unmarshal(out.Bytes(), &grypeOut); err != nil {
-				t.Fatalf("grype output: %v", err)
-			}
-			var fromGrype []string
-			for _, m := range grypeOut.Matches {
-				fromGrype = append(fromGrype, strings.Join([]string{m.Vulnerability.ID, m.Artifact.Name, m.Artifact.Version, strings.Join(m.Vulnerability.Fix.Versions, ",")}, " "))
-			}
-			sort.Strings(fromVigil)
-			sort.Strings(fromGrype)
+			fromVigil := vigilFindings(t, source)
+			fromGrype := grypeFindings(t, grype, source)
 			if strings.Join(fromVigil, "\n") != strings.Join(fromGrype, "\n") {
 				t.Errorf("vigil found:\n%s\ngrype found:\n%s", strings.Join(fromVigil, "\n"), strings.Join(fromGrype, "\n"))
 			}

@@ -121,6 +121,9 @@ func (o *scanOptions) validate() (sbom.Options, *match.Severity, error) {
 	}
 	scanOptions.Platform = o.platform
 	scanOptions.Timeout = o.timeout
+	// An SBOM written for the user is the whole of what syft catalogs; one only matched leaves out
+	// what matching never reads.
+	scanOptions.FullSBOM = o.sbomFile != ""
 	for flag, value := range map[string]*int64{o.maxImageSize: &scanOptions.MaxImageSize, o.maxSBOMSize: &scanOptions.MaxSBOMSize} {
 		if flag == "" {
 			continue
@@ -176,24 +179,28 @@ func runScan(ctx context.Context, input string, o *scanOptions, stdout, stderr i
 	if err != nil {
 		return explain(err, o.timeout)
 	}
-	progress("Matching %d packages against the database built %s", generated.Packages(), store.Status().Database.Built.Format(time.RFC3339))
-	result, err := matcher.Match(ctx, generated.JSON)
-	if err != nil {
-		return err
-	}
+	distro, packages := generated.Distro(), generated.Packages()
 	if o.sbomFile != "" {
 		if err := writeSBOM(o.sbomFile, o.sbomFormat, generated.SBOM); err != nil {
 			return err
 		}
 	}
+	// Matching reads the SBOM's JSON only: syft's document is not used from here on, so that the
+	// garbage collector frees it while the matcher decodes the JSON.
+	syftJSON := generated.JSON
+	progress("Matching %d packages against the database built %s", packages, store.Status().Database.Built.Format(time.RFC3339))
+	result, err := matcher.Match(ctx, syftJSON)
+	if err != nil {
+		return err
+	}
 	report := Report{
-		Source: input, Distro: generated.Distro(), Packages: generated.Packages(),
+		Source: input, Distro: distro, Packages: packages,
 		Database: result.Database, Findings: result.Findings,
 	}
 	if err := writeReport(stdout, o.output, report); err != nil {
 		return err
 	}
-	progress("Found %d vulnerabilities in %d packages in %s", len(result.Findings), generated.Packages(), time.Since(start).Round(time.Millisecond))
+	progress("Found %d vulnerabilities in %d packages in %s", len(result.Findings), packages, time.Since(start).Round(time.Millisecond))
 	if failOn != nil {
 		for _, finding := range result.Findings {
 			if finding.Severity != match.SeverityUnknown && finding.Severity.Rank() <= failOn.Rank() {

@@ -1,0 +1,241 @@
+package load
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	v6distribution "github.com/anchore/grype/grype/db/v6/distribution"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
+	"github.com/vigil-dev/vigil/test/corpus"
+	"github.com/vigil-dev/vigil/test/fixtures/fixturedb"
+	"github.com/vigil-dev/vigil/test/fixtures/images"
+	"github.com/vigil-dev/vigil/test/fixtures/registry"
+	"github.com/vigil-dev/vigil/test/testenv"
+)
+
+// admissionCases are the corpus images BenchmarkAdmissionToVulnerability admits, each with a
+// vulnerability it must report; VIGIL_BENCH_IMAGES (comma-separated names) selects among them.
+var admissionCases = []struct{ image, vulnerability string }{
+	{"node-app", "CVE-2021-44906"},
+	{"java-app", "CVE-2022-1471"},
+}
+
+// BenchmarkAdmissionToVulnerability measures, on the real API server with a vigil-manager
+// scanning in process, the time from a Deployment's creation (its admission reaches Vigil's
+// webhook) to the Vulnerability that lists it, for corpus images served by a loopback registry,
+// and the grype CLI's time to scan the same image from the same registry. Each round pushes the
+// image again with one more layer (a new digest, never scanned before) and runs both, one after
+// the other, so that whatever else runs on the machine weighs on both alike. The manager's pods
+// run as the test sets their status, as a kubelet would.
+func BenchmarkAdmissionToVulnerability(b *testing.B) {
+	dir := corpus.Require(b)
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	grype := filepath.Join(root, "bin", "grype")
+	if _, err := os.Stat(grype); err != nil {
+		b.Skip("bin/grype is not built; run 'make tools'")
+	}
+	ctx := context.Background()
+	env, err := testenv.Start()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer env.Stop()
+	defer testenv.RemoveBinaries()
+
+	reg := registry.Start(registry.Options{})
+	defer reg.Close()
+	served := b.TempDir()
+	built, err := fixturedb.Build(b.TempDir(), time.Now(),
+		filepath.Join(root, "test", "fixtures", "advisories"), filepath.Join(root, "test", "fixtures", "advisories-corpus"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := built.Package(served); err != nil {
+		b.Fatal(err)
+	}
+	dbServer := httptest.NewServer(http.FileServer(http.Dir(served)))
+	defer dbServer.Close()
+	grypeDB := b.TempDir()
+	if err := os.Symlink(built.Dir, filepath.Join(grypeDB, "6")); err != nil {
+		b.Fatal(err)
+	}
+
+	manager, webhookPort, caPEM := startAdmissionManager(b, env, dbServer.URL+"/"+v6distribution.LatestFileName)
+	defer func() { _ = manager.Process.Kill(); _ = manager.Wait() }()
+	if _, err := env.InstallWebhook(ctx, "vigil-bench", webhookPort, caPEM); err != nil {
+		b.Fatal(err)
+	}
+	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "admission"}}); err != nil {
+		b.Fatal(err)
+	}
+	// One admission of the small Go image first, so that the manager's first database download is
+	// not timed.
+	reference, pinned, err := pushUnique(reg, dir, "go-app", "warm-up")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := admit(ctx, env, "warm-up", reference, pinned, "CVE-2022-32149"); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		var report strings.Builder
+		for _, c := range admissionCases {
+			if only := os.Getenv("VIGIL_BENCH_IMAGES"); only != "" && !slices.Contains(strings.Split(only, ","), c.image) {
+				continue
+			}
+			var vigilTimes, grypeTimes []time.Duration
+			for round := range 3 {
+				name := fmt.Sprintf("%s-%d", c.image, round)
+				reference, pinned, err := pushUnique(reg, dir, c.image, name)
+				if err != nil {
+					b.Fatal(err)
+				}
+				start := time.Now()
+				cmd := exec.Command(grype, "registry:"+reference, "-o", "json", "-q")
+				cmd.Env = append(os.Environ(), "GRYPE_DB_CACHE_DIR="+grypeDB, "GRYPE_DB_AUTO_UPDATE=false", "GRYPE_DB_VALIDATE_AGE=false",
+					"GRYPE_CHECK_FOR_APP_UPDATE=false", "GRYPE_REGISTRY_INSECURE_USE_HTTP=true", "HOME="+b.TempDir())
+				var errOut bytes.Buffer
+				cmd.Stdout, cmd.Stderr = io.Discard, &errOut
+				if err := cmd.Run(); err != nil {
+					b.Fatalf("grype: %v: %s", err, errOut.String())
+				}
+				grypeTimes = append(grypeTimes, time.Since(start))
+
+				took, err := admit(ctx, env, name, reference, pinned, c.vulnerability)
+				if err != nil {
+					b.Fatal(err)
+				}
+				vigilTimes = append(vigilTimes, took)
+			}
+			slices.Sort(vigilTimes)
+			slices.Sort(grypeTimes)
+			fmt.Fprintf(&report, "%s: admission to Vulnerability %.2f s (runs %v), grype CLI %.2f s (runs %v), ratio %.2f\n", c.image,
+				vigilTimes[1].Seconds(), vigilTimes, grypeTimes[1].Seconds(), grypeTimes, vigilTimes[1].Seconds()/grypeTimes[1].Seconds())
+		}
+		fmt.Print("\nMedians of 3 rounds, interleaved (grype CLI, then admission), same registry and database:\n" + report.String())
+	}
+}
+
+// pushUnique pushes the corpus image with one more layer, which makes its digest new, as
+// corpus/NAME:1, and returns its reference and the reference by digest.
+func pushUnique(reg *registry.Registry, dir, image, name string) (string, string, error) {
+	index, err := layout.ImageIndexFromPath(corpus.Layout(dir, image))
+	if err != nil {
+		return "", "", err
+	}
+	manifest, err := index.IndexManifest()
+	if err != nil {
+		return "", "", err
+	}
+	base, err := index.Image(manifest.Manifests[0].Digest)
+	if err != nil {
+		return "", "", err
+	}
+	img, err := images.Append(base, images.Layer{"/etc/vigil-bench": []byte(fmt.Sprintf("%s %d", name, time.Now().UnixNano()))})
+	if err != nil {
+		return "", "", err
+	}
+	pinned, err := reg.Push(img, "corpus/"+name, "1")
+	if err != nil {
+		return "", "", err
+	}
+	return reg.Host + "/corpus/" + name + ":1", pinned, nil
+}
+
+// admit creates a Deployment of reference, runs its pod, and returns the time from the creation
+// until the Vulnerability id lists the Deployment; it stops the pod then.
+func admit(ctx context.Context, env *testenv.Environment, name, reference, pinned, id string) (time.Duration, error) {
+	labels := map[string]string{"app": name}
+	deployment := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "admission", Name: name},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: reference}}},
+			},
+		},
+	}
+	start := time.Now()
+	if err := env.Client.Create(ctx, deployment); err != nil {
+		return 0, err
+	}
+	pods, err := testenv.RunDeployment(ctx, env.Client, deployment, 1, map[string]string{reference: pinned})
+	if err != nil {
+		return 0, err
+	}
+	if err := waitForWorkload(ctx, env.Client, id, name, 5*time.Minute); err != nil {
+		return 0, fmt.Errorf("%s: %w", name, err)
+	}
+	took := time.Since(start)
+	return took, testenv.StopPods(ctx, env.Client, pods...)
+}
+
+// waitForWorkload waits until the Vulnerability id lists the Deployment name.
+func waitForWorkload(ctx context.Context, c client.Client, id, name string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		vulnerability := &vigilv1alpha1.Vulnerability{}
+		if err := c.Get(ctx, client.ObjectKey{Name: vigilv1alpha1.VulnerabilityName(id)}, vulnerability); err == nil {
+			for _, w := range vulnerability.Status.Workloads {
+				if w.Name == name {
+					return nil
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("no Vulnerability %s lists %s after %s", id, name, timeout)
+}
+
+// startAdmissionManager runs vigil-manager, scanning in process, with its webhook server on
+// loopback, and returns it with the webhook's port and CA.
+func startAdmissionManager(b *testing.B, env *testenv.Environment, listingURL string) (*exec.Cmd, int, []byte) {
+	binary, err := testenv.BuildBinary("./cmd/manager")
+	if err != nil {
+		b.Fatal(err)
+	}
+	certDir := b.TempDir()
+	caPEM, err := testenv.WriteServingCertificate(certDir, "127.0.0.1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ports, err := testenv.FreePorts(3)
+	if err != nil {
+		b.Fatal(err)
+	}
+	manager := exec.Command(binary,
+		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[0]), fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[1]),
+		"--webhook-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", ports[2]), "--webhook-cert-dir="+certDir,
+		"--sbom-dir="+filepath.Join(b.TempDir(), "sboms"), "--db-dir="+filepath.Join(b.TempDir(), "db"),
+		"--db-listing-url="+listingURL, "--scan-concurrency=1", "--zap-log-level=info")
+	manager.Env = append(os.Environ(), "KUBECONFIG="+env.KubeconfigPath, "POD_NAMESPACE=vigil-system")
+	manager.Stdout, manager.Stderr = io.Discard, io.Discard
+	if err := manager.Start(); err != nil {
+		b.Fatal(err)
+	}
+	if err := waitReady(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1])); err != nil {
+		b.Fatal(err)
+	}
+	return manager, ports[2], caPEM
+}
