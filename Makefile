@@ -9,7 +9,9 @@ KUBEBUILDER_ASSETS ?= $(shell hack/build-controlplane.sh --print-dir)
 export KUBEBUILDER_ASSETS
 
 CONTROLLER_GEN := go tool controller-gen
-GO_TEST_FLAGS ?= -count=1
+# Packages one at a time: the integration suites each run a control plane and several managers,
+# and two of them at once on a small machine make their timing stories flaky.
+GO_TEST_FLAGS ?= -count=1 -p 1 -timeout 60m
 FUZZ_TIME ?= 50000x
 DEMO_FLAGS ?=
 
