@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -37,8 +38,9 @@ type Reconciler struct {
 	Index  *Index
 	// Describer reads vulnerability details from the vulnerability database.
 	Describer Describer
-	// IgnoreNamespace is Vigil's own namespace, whose pods are not reported.
-	IgnoreNamespace string
+	// ExcludedNamespaces are Vigil's own namespace and those the administrator excluded, whose
+	// pods are not reported.
+	ExcludedNamespaces sets.Set[string]
 	// RefreshInterval is how often a workload's lastDetected is renewed while it runs; between
 	// renewals an unchanged cluster causes no writes.
 	RefreshInterval time.Duration
@@ -161,7 +163,7 @@ func (r *Reconciler) namespaceChanged(ctx context.Context, namespace string, q w
 // runningContainers are the containers of pod that run now with a known image digest, with the
 // pod's top-level workload. A pod that ended, or of an ignored or opted-out namespace, has none.
 func (r *Reconciler) runningContainers(ctx context.Context, pod *corev1.Pod) ([]RunningContainer, error) {
-	if pod.Namespace == r.IgnoreNamespace || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+	if r.ExcludedNamespaces.Has(pod.Namespace) || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		return nil, nil
 	}
 	namespace := &corev1.Namespace{}

@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/sets"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -43,13 +44,14 @@ func TestRunningContainers(t *testing.T) {
 	deleting := metav1.NewTime(time.Now())
 	objects := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kube-system"}},
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "sandbox", Labels: map[string]string{vigilv1alpha1.ScanningLabel: vigilv1alpha1.ScanningDisabled}}},
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "leaving", DeletionTimestamp: &deleting, Finalizers: []string{"kubernetes"}}},
 		&appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "api-7d4b", OwnerReferences: owner("Deployment", "api")}},
 		&appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "bare-rs"}},
 		&batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "report-29400180", OwnerReferences: owner("CronJob", "report")}},
 	}
-	r := &Reconciler{Client: fake.NewClientBuilder().WithScheme(scheme).WithObjects(objects...).Build(), IgnoreNamespace: "vigil-system"}
+	r := &Reconciler{Client: fake.NewClientBuilder().WithScheme(scheme).WithObjects(objects...).Build(), ExcludedNamespaces: sets.New("vigil-system", "kube-system")}
 
 	tests := []struct {
 		name string
@@ -112,6 +114,10 @@ func TestRunningContainers(t *testing.T) {
 		{
 			name: "a deleted namespace",
 			pod:  corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "gone", Name: "web"}, Status: corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{running(digestA)}}},
+		},
+		{
+			name: "a namespace the administrator excluded",
+			pod:  corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "dns"}, Status: corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{running(digestA)}}},
 		},
 		{
 			name: "Vigil's own namespace",

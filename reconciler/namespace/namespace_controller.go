@@ -8,6 +8,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/sets"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -44,6 +45,9 @@ type Reconciler struct {
 	// ClusterRoleName is the ClusterRole the RoleBindings bind: get on secrets and serviceaccounts
 	// (installed by the Helm chart).
 	ClusterRoleName string
+	// ExcludedNamespaces get no scanning RBAC, as Vigil's own namespace; a RoleBinding left there
+	// by Vigil is removed.
+	ExcludedNamespaces sets.Set[string]
 	// ServiceAccountName and Namespace are Vigil's own service account and namespace.
 	ServiceAccountName string
 	Namespace          string
@@ -119,7 +123,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	logger := log.FromContext(ctx)
 
 	wanted := namespace.DeletionTimestamp == nil && namespace.Status.Phase != corev1.NamespaceTerminating &&
-		namespace.Name != r.Namespace &&
+		namespace.Name != r.Namespace && !r.ExcludedNamespaces.Has(namespace.Name) &&
 		namespace.Labels[vigilv1alpha1.ScanningLabel] != vigilv1alpha1.ScanningDisabled
 	if !wanted {
 		if exists && current.Labels[ManagedByLabel] == ManagedByValue && namespace.DeletionTimestamp == nil {

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -27,6 +28,7 @@ func TestReconcile(t *testing.T) {
 		return &Reconciler{
 			Client:          fake.NewClientBuilder().WithScheme(scheme).WithObjects(objects...).Build(),
 			ClusterRoleName: "vigil-pull-secret-reader", ServiceAccountName: "vigil", Namespace: "vigil-system",
+			ExcludedNamespaces: sets.New("vigil-system", "kube-system"),
 		}
 	}
 	namespace := func(name string, labels map[string]string) *corev1.Namespace {
@@ -38,6 +40,8 @@ func TestReconcile(t *testing.T) {
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "vigil-pull-secret-reader"},
 		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: "elsewhere", Name: "intruder"}},
 	}
+	excludedBinding := drifted.DeepCopy()
+	excludedBinding.Namespace = "kube-system"
 	tests := []struct {
 		name        string
 		objects     []client.Object
@@ -48,6 +52,8 @@ func TestReconcile(t *testing.T) {
 		{"a namespace that opted out loses it", []client.Object{namespace("shop", optOut), drifted}, "shop", false},
 		{"a drifted RoleBinding is repaired", []client.Object{namespace("shop", nil), drifted}, "shop", true},
 		{"Vigil's own namespace gets none", []client.Object{namespace("vigil-system", nil)}, "vigil-system", false},
+		{"an excluded namespace gets none", []client.Object{namespace("kube-system", nil)}, "kube-system", false},
+		{"an excluded namespace loses the one Vigil made", []client.Object{namespace("kube-system", nil), excludedBinding}, "kube-system", false},
 		{"a namespace that is gone gets none", nil, "gone", false},
 	}
 	for _, tc := range tests {

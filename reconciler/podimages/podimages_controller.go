@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/sets"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -21,8 +22,9 @@ import (
 type Reconciler struct {
 	Client   client.Client
 	Recorder webhook.Enqueuer
-	// IgnoreNamespace is Vigil's own namespace, whose pods are not recorded.
-	IgnoreNamespace string
+	// ExcludedNamespaces are Vigil's own namespace and those the administrator excluded, whose
+	// pods are not recorded.
+	ExcludedNamespaces sets.Set[string]
 }
 
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
@@ -41,7 +43,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 // Reconcile records the images of one Pod.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	if req.Namespace == r.IgnoreNamespace {
+	if r.ExcludedNamespaces.Has(req.Namespace) {
 		return ctrl.Result{}, nil
 	}
 	pod := &corev1.Pod{}

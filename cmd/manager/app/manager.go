@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/sets"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -262,7 +263,10 @@ func setupIndexes(mgr manager.Manager) error {
 // to do when the database changes.
 func setupReconcilers(mgr manager.Manager, options *Options, images *recorder.Recorder,
 	database *vulndb.Store, openShift bool) (func(), error) {
-	podImages := &podimages.Reconciler{Client: mgr.GetClient(), Recorder: images, IgnoreNamespace: options.Namespace}
+	// One setting, honoured everywhere: the webhook's namespace selector, the pod watch, the
+	// findings and the namespace setup.
+	excluded := sets.New(append(options.ExcludedNamespaces, options.Namespace)...)
+	podImages := &podimages.Reconciler{Client: mgr.GetClient(), Recorder: images, ExcludedNamespaces: excluded}
 	if err := podImages.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the pod images reconciler: %w", err)
 	}
@@ -272,7 +276,7 @@ func setupReconcilers(mgr manager.Manager, options *Options, images *recorder.Re
 		return nil, err
 	}
 	vulnerabilities := &findings.Reconciler{
-		Client: mgr.GetClient(), Index: findings.NewIndex(), Describer: database, IgnoreNamespace: options.Namespace,
+		Client: mgr.GetClient(), Index: findings.NewIndex(), Describer: database, ExcludedNamespaces: excluded,
 		RefreshInterval: options.FindingsRefreshInterval,
 	}
 	registry := sbom.Options{
@@ -333,7 +337,7 @@ func setupReconcilers(mgr manager.Manager, options *Options, images *recorder.Re
 
 	namespaces := &namespace.Reconciler{
 		Client: mgr.GetClient(), ClusterRoleName: options.PullSecretClusterRole,
-		ServiceAccountName: options.ServiceAccountName, Namespace: options.Namespace,
+		ServiceAccountName: options.ServiceAccountName, Namespace: options.Namespace, ExcludedNamespaces: excluded,
 	}
 	if err := namespaces.SetupWithManager(mgr, openShift); err != nil {
 		return nil, fmt.Errorf("setting up the namespace reconciler: %w", err)

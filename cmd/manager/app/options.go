@@ -64,6 +64,8 @@ type Options struct {
 	MatchConcurrency int
 	// Retention is how long an image that nothing runs keeps its ImageScan and SBOM.
 	Retention time.Duration
+	// ExcludedNamespaces are not observed, scanned, reported or given scanning RBAC.
+	ExcludedNamespaces []string
 	// MaxImagesPerNamespace bounds the distinct images recorded for one namespace per hour.
 	MaxImagesPerNamespace int
 	// ScannerUserNamespace runs scan pods in user namespaces of their own (hostUsers: false).
@@ -162,6 +164,13 @@ func newFlagSet(options *Options) *flag.FlagSet {
 		"SBOM matches that run at once in the manager; each large SBOM takes hundreds of MiB while it is matched.")
 	fs.DurationVar(&options.Retention, "retention", 7*24*time.Hour,
 		"How long an image that no running container uses keeps its ImageScan and stored SBOM; references that never resolve are collected after it too.")
+	fs.Func("excluded-namespace", "Namespace that Vigil does not scan, report or set up, as its own (repeatable); the chart's excludedNamespaces.", func(v string) error {
+		if v == "" {
+			return errors.New("a namespace name is required")
+		}
+		options.ExcludedNamespaces = append(options.ExcludedNamespaces, v)
+		return nil
+	})
 	fs.IntVar(&options.MaxImagesPerNamespace, "max-images-per-namespace", 500,
 		"Distinct images recorded for one namespace within an hour; beyond it the namespace's new images wait (an Event on the namespace says so).")
 	fs.BoolVar(&options.ScannerUserNamespace, "scanner-user-namespace", false,
