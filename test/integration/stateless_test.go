@@ -128,12 +128,12 @@ func leaderOf(managers []*managerProcess) *managerProcess {
 	return nil
 }
 
-// haImages is the number of new images of the replica stories: VIGIL_HA_IMAGES, else 24.
+// haImages is the number of new images of the replica stories: VIGIL_HA_IMAGES, else 16.
 func haImages() int {
 	if n, err := strconv.Atoi(os.Getenv("VIGIL_HA_IMAGES")); err == nil && n > 0 {
 		return n
 	}
-	return 24
+	return 16
 }
 
 func TestReplicasHoldNoTruth(t *testing.T) {
@@ -212,7 +212,6 @@ func leaderKilledDuringABurst(t *testing.T, replicas int, persistence bool) {
 
 	// A burst of new images, each in a running pod of its own.
 	web := newNamespace(t, nil)
-	deleted := deletions(t, "CVE-2021-44228")
 	n := haImages()
 	digests := make([]string, n)
 	for i := range n {
@@ -224,6 +223,12 @@ func leaderKilledDuringABurst(t *testing.T, replicas int, persistence bool) {
 		}
 		g.Expect(testenv.RunPod(ctx, env.Client, pod, map[string]string{image: imageID})).To(Succeed())
 	}
+	// From the moment one of them is reported, the Vulnerability must never go away.
+	g.Eventually(func() ([]string, error) {
+		vulnerability, err := vulnerabilityOf(ctx, "CVE-2021-44228")
+		return workloadNames(vulnerability), err
+	}, 5*time.Minute, 250*time.Millisecond).Should(ContainElement(HavePrefix(web+"/")))
+	deleted := deletions(t, "CVE-2021-44228")
 	scanned := func() int {
 		count := 0
 		for _, digest := range digests {
