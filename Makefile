@@ -69,3 +69,17 @@ vet: ## Run go vet and check formatting
 .PHONY: build
 build: ## Build the binaries into bin/
 	go build -o bin/ ./cmd/...
+
+.PHONY: node
+node: controlplane ## Build kubelet, controller-manager, scheduler, kube-proxy, containerd, runc, CoreDNS and a registry into bin/node (cached)
+	hack/build-node.sh
+
+.PHONY: cluster
+cluster: node ## Start a real single-node cluster (root); prints its KUBECONFIG, Ctrl-C removes it
+	go run ./hack/cluster
+
+IMAGE_LAYOUT ?= bin/image/vigil
+IMAGE_PUSH ?=
+.PHONY: image
+image: ## Build Vigil's image without a container engine into IMAGE_LAYOUT (an OCI layout); IMAGE_PUSH=registry/repo:tag also pushes it
+	go run ./hack/image --oci-layout $(IMAGE_LAYOUT) $(if $(IMAGE_PUSH),--push $(IMAGE_PUSH))
