@@ -81,7 +81,7 @@ func TestInstallAsTheREADMESays(t *testing.T) {
 	runPod(t, "install-check", "probe", pauseImage(t))
 	g.Eventually(func() string {
 		return kubectl(t, "get", "--raw", "/metrics")
-	}, time.Minute, time.Second).Should(MatchRegexp(`apiserver_admission_webhook_request_total\{[^}]*code="200"[^}]*name="`+regexp.QuoteMeta(webhook)+`"`))
+	}, time.Minute, time.Second).Should(MatchRegexp(`apiserver_admission_webhook_request_total\{[^}]*code="200"[^}]*name="` + regexp.QuoteMeta(webhook) + `"`))
 	g.Expect(kubectl(t, "get", "--raw", "/metrics")).NotTo(MatchRegexp(`apiserver_admission_webhook_fail_open_count\{[^}]*name="` + regexp.QuoteMeta(webhook) + `"[^}]*\} [1-9]`))
 }
 
@@ -173,7 +173,7 @@ func TestStoppedWorkloadsLoseTheirFindings(t *testing.T) {
 		{"cve-2021-44228", "Deployment", "api", func() { kubectl(t, "scale", "deployment", "api", "-n", "shop", "--replicas=0") }},
 		{"cve-2022-32149", "Pod", "debug", func() { kubectl(t, "delete", "pod", "debug", "-n", "shop", "--wait=false") }},
 	} {
-		g.Expect(workloadsOf(t, stop.cve)).To(ContainElement(stop.kind+"/"+stop.name))
+		g.Expect(workloadsOf(t, stop.cve)).To(ContainElement(stop.kind + "/" + stop.name))
 		stopped := watchContainersStopped(t, "shop", "app="+stop.name)
 		stop.do()
 		var stoppedAt time.Time
