@@ -83,3 +83,8 @@ IMAGE_PUSH ?=
 .PHONY: image
 image: ## Build Vigil's image without a container engine into IMAGE_LAYOUT (an OCI layout); IMAGE_PUSH=registry/repo:tag also pushes it
 	go run ./hack/image --oci-layout $(IMAGE_LAYOUT) $(if $(IMAGE_PUSH),--push $(IMAGE_PUSH))
+
+E2E_FLAGS ?=
+.PHONY: e2e
+e2e: tools node ## Run the end-to-end stories on a real single-node cluster (root; the chart installed with helm)
+	go test -tags e2e -count=1 -timeout 80m $(E2E_FLAGS) ./test/e2e/node/
