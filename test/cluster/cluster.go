@@ -191,14 +191,14 @@ func (c *Cluster) path(parts ...string) string {
 }
 
 func (c *Cluster) start(ctx context.Context) error {
-	for _, dir := range []string{"logs", "pids", "pki", "etcd", "kubelet", "pod-logs", "containerd", "cni", "cni-ipam", "registry", "private-registry"} {
+	for _, dir := range []string{"pids", "pki", "etcd", "kubelet", "pod-logs", "containerd", "cni", "cni-ipam", "registry", "private-registry"} {
 		if err := os.MkdirAll(c.path(dir), 0o700); err != nil {
 			return fmt.Errorf("creating the cluster's folders: %w", err)
 		}
 	}
 	_ = os.RemoveAll(c.LogDir)
-	if err := os.Symlink(c.path("logs"), c.LogDir); err != nil {
-		return fmt.Errorf("linking the cluster's logs: %w", err)
+	if err := os.MkdirAll(c.LogDir, 0o700); err != nil {
+		return fmt.Errorf("creating the cluster's log folder: %w", err)
 	}
 	c.log("Preparing the host: node address %s on %s, forwarding, bridge filtering", NodeIP, nodeInterface)
 	if err := saveSysctls(c.Dir); err != nil {

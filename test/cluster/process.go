@@ -13,7 +13,7 @@ import (
 )
 
 // process is one of the cluster's components, run as a child process with its output in
-// <dir>/logs/<name>.log and its process ID in <dir>/pids/<name>, so that a later run can stop it
+// <log dir>/<name>.log and its process ID in <dir>/pids/<name>, so that a later run can stop it
 // when this one was killed before it cleaned up.
 type process struct {
 	name string
@@ -24,7 +24,7 @@ type process struct {
 
 // start starts binary with args as the component name.
 func (c *Cluster) spawn(name, binary string, args []string, env ...string) (*process, error) {
-	logPath := filepath.Join(c.Dir, "logs", name+".log")
+	logPath := filepath.Join(c.LogDir, name+".log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening the log of %s: %w", name, err)
