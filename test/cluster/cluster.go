@@ -6,7 +6,7 @@
 // Debian's packages; every image comes from a registry the cluster runs on the node's address,
 // to which it pushes the sandbox image it builds itself. No traffic leaves the machine.
 //
-// The node's address lives on a dummy interface the cluster creates. Stop removes everything
+// The node's address lives on an interface without ports (a bridge) that the cluster creates. Stop removes everything
 // the cluster created: processes, containers, mounts, cgroups, interfaces, iptables chains,
 // kernel settings and files. A cluster left behind by a killed run is removed by the next Start.
 package cluster

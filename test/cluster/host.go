@@ -95,10 +95,12 @@ func linkExists(name string) bool {
 	return err == nil
 }
 
-// addNodeInterface creates the dummy interface that holds the node's address.
+// addNodeInterface creates the interface that holds the node's address: a bridge without ports,
+// which serves as a dummy interface does (kernels without the dummy module, as in containers,
+// have the bridge).
 func addNodeInterface(name, address string) error {
 	if !linkExists(name) {
-		if err := run("ip", "link", "add", name, "type", "dummy"); err != nil {
+		if err := run("ip", "link", "add", name, "type", "bridge"); err != nil {
 			return err
 		}
 	}
