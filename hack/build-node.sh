@@ -157,7 +157,7 @@ build_registry() {
 timed() {
   local start=$SECONDS
   "$@"
-  echo "$1 finished in $((SECONDS - start))s"
+  echo "$* finished in $((SECONDS - start))s"
 }
 
 # The components that share nothing with Kubernetes' own build come first; the Kubernetes
