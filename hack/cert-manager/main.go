@@ -56,11 +56,13 @@ import (
 const version = "v1.21.2"
 
 func main() {
-	kubeconfig := flag.String("kubeconfig", "", "kubeconfig of the cluster")
-	workers := flag.Int("concurrent-workers", 5, "workers per controller")
-	klog.InitFlags(nil)
-	flag.Parse()
-	if flag.NArg() > 0 || *kubeconfig == "" {
+	// A flag set of its own: controller-runtime registers --kubeconfig on the global one.
+	flags := flag.NewFlagSet("cert-manager", flag.ExitOnError)
+	kubeconfig := flags.String("kubeconfig", "", "kubeconfig of the cluster")
+	workers := flags.Int("concurrent-workers", 5, "workers per controller")
+	klog.InitFlags(flags)
+	_ = flags.Parse(os.Args[1:])
+	if flags.NArg() > 0 || *kubeconfig == "" {
 		fmt.Fprintln(os.Stderr, "Usage: cert-manager --kubeconfig FILE")
 		os.Exit(2)
 	}
