@@ -1,6 +1,6 @@
 // Command cluster starts Vigil's real single-node cluster (test/cluster) for a person: it prints
 // the KUBECONFIG to use and the registry to push images to, and removes everything it created on
-// Ctrl-C.
+// Ctrl-C. With --remove it removes what a killed run left behind.
 package main
 
 import (
@@ -14,6 +14,17 @@ import (
 )
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == "--remove" {
+		if err := cluster.Remove(cluster.Options{}); err != nil {
+			fmt.Fprintf(os.Stderr, "Error: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) > 1 {
+		fmt.Fprintln(os.Stderr, "Usage: cluster [--remove]  (--remove: remove what a killed run left)")
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }

@@ -498,6 +498,22 @@ func (c *Cluster) stop(name string) error {
 	return nil
 }
 
+// Remove removes what a cluster left in options.Dir (a run that was killed before it stopped):
+// its processes, containers, mounts, cgroups, interfaces, iptables chains and files.
+func Remove(options Options) error {
+	dir, binDir := options.Dir, options.BinDir
+	if dir == "" {
+		dir = DefaultDir
+	}
+	if binDir == "" {
+		var err error
+		if binDir, err = defaultBinDir(); err != nil {
+			return err
+		}
+	}
+	return teardown(dir, binDir)
+}
+
 // teardown removes what a cluster in dir created, whether its processes still run or not.
 func teardown(dir, binDir string) error {
 	var errs []error
