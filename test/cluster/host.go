@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // The host settings the cluster changes, restored at the end: forwarding and bridge filtering
@@ -290,7 +291,15 @@ func killCgroup(name string) error {
 		}
 		sort.Slice(tree, func(i, j int) bool { return len(tree[i]) > len(tree[j]) })
 		for _, cgroup := range tree {
-			if err := syscall.Rmdir(cgroup); err != nil && !errors.Is(err, syscall.ENOENT) {
+			// A killed process leaves its cgroup busy until its parent (a shim) reaps it.
+			var err error
+			for range 50 {
+				if err = syscall.Rmdir(cgroup); err == nil || errors.Is(err, syscall.ENOENT) || !errors.Is(err, syscall.EBUSY) {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if err != nil && !errors.Is(err, syscall.ENOENT) {
 				errs = append(errs, fmt.Errorf("removing cgroup %s: %w", cgroup, err))
 			}
 		}
