@@ -91,3 +91,22 @@ APP_VERSION ?= $(CHART_VERSION)
 chart-package: helm ## Package the chart into dist/ with CHART_VERSION and APP_VERSION (default: Chart.yaml's version)
 	bin/helm lint charts/vigil --strict
 	bin/helm package charts/vigil --version $(CHART_VERSION) --app-version $(APP_VERSION) --destination dist
+
+.PHONY: node
+node: controlplane ## Build kubelet, controller-manager, scheduler, kube-proxy, containerd, runc, CoreDNS and a registry into bin/node (cached)
+	hack/build-node.sh
+
+.PHONY: cluster
+cluster: node ## Start a real single-node cluster (root); prints its KUBECONFIG, Ctrl-C removes it
+	go run ./hack/cluster
+
+IMAGE_LAYOUT ?= bin/image/vigil
+IMAGE_PUSH ?=
+.PHONY: image
+image: ## Build Vigil's image without a container engine into IMAGE_LAYOUT (an OCI layout); IMAGE_PUSH=registry/repo:tag also pushes it
+	go run ./hack/image --oci-layout $(IMAGE_LAYOUT) $(if $(IMAGE_PUSH),--push $(IMAGE_PUSH))
+
+E2E_FLAGS ?=
+.PHONY: e2e
+e2e: tools node ## Run the end-to-end stories on a real single-node cluster (root; the chart installed with helm)
+	go test -tags e2e -count=1 -timeout 80m $(E2E_FLAGS) ./test/e2e/node/

@@ -227,7 +227,7 @@ func leaderKilledDuringABurst(t *testing.T, replicas int, persistence bool) {
 	g.Eventually(func() ([]string, error) {
 		vulnerability, err := vulnerabilityOf(ctx, "CVE-2021-44228")
 		return workloadNames(vulnerability), err
-	}, 5*time.Minute, 250*time.Millisecond).Should(ContainElement(HavePrefix(web+"/")))
+	}, 5*time.Minute, 250*time.Millisecond).Should(ContainElement(HavePrefix(web + "/")))
 	deleted := deletions(t, "CVE-2021-44228")
 	scanned := func() int {
 		count := 0
