@@ -233,5 +233,8 @@ func (o Options) JobArgs() []string {
 		"--max-image-layers=" + strconv.Itoa(o.MaxLayers),
 		"--max-image-files=" + strconv.FormatInt(o.MaxFiles, 10),
 	}
+	if o.NoCloudCredentials {
+		args = append(args, "--no-cloud-credentials")
+	}
 	return append(args, o.Policy.Args()...)
 }

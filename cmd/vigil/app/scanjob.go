@@ -45,6 +45,7 @@ type scanJobOptions struct {
 	registryDeny        []string
 	denyNetworks        []string
 	allowNetworks       []string
+	noCloudCredentials  bool
 }
 
 func newScanJobCommand(stderr io.Writer) *cobra.Command {
@@ -85,6 +86,8 @@ func newScanJobCommand(stderr io.Writer) *cobra.Command {
 	}
 	flags.StringArrayVar(&options.denyNetworks, "registry-deny-network", defaultDeny, `CIDR range no registry connection may reach (repeatable; "" denies none)`)
 	flags.StringArrayVar(&options.allowNetworks, "registry-allow-network", nil, "CIDR range allowed inside the denied ones (repeatable)")
+	flags.BoolVar(&options.noCloudCredentials, "no-cloud-credentials", false,
+		"never authenticate with the node's or the workload's cloud identity (ECR, GCR/Artifact Registry, ACR)")
 	for _, required := range []string{"digest", "image", "report-url", "token-file"} {
 		_ = cmd.MarkFlagRequired(required)
 	}
@@ -107,7 +110,8 @@ func runScanJob(ctx context.Context, o *scanJobOptions, stderr io.Writer) error 
 			Platform: o.platform, MaxImageSize: o.maxImageSize, MaxSBOMSize: o.maxSBOMSize, Timeout: o.timeout,
 			Registries:          sbom.RegistryAccessOf(o.plainHTTP, o.skipTLSVerify),
 			MaxUncompressedSize: o.maxUncompressedSize, MaxLayers: o.maxLayers, MaxFiles: o.maxFiles,
-			Policy: sbom.RegistryPolicy{Allow: o.registryAllow, Deny: o.registryDeny, DenyNetworks: denyNetworks, AllowNetworks: allowNetworks},
+			Policy:             sbom.RegistryPolicy{Allow: o.registryAllow, Deny: o.registryDeny, DenyNetworks: denyNetworks, AllowNetworks: allowNetworks},
+			NoCloudCredentials: o.noCloudCredentials,
 		}
 		// Each reference is pulled with its own namespace's credentials, never another's.
 		if o.registryConfigDir != "" {
