@@ -11,10 +11,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/vigil-dev/vigil/test/testenv"
@@ -385,5 +387,45 @@ func TestTheManagerAcceptsTheRenderedArguments(t *testing.T) {
 				t.Errorf("openshift: fixed user or group IDs: %+v", pod)
 			}
 		}
+	}
+}
+
+func TestNetworkPoliciesAdmitOnlyWhoShouldReachVigil(t *testing.T) {
+	out, err := render(t, []string{"networkPolicy.apiServerCIDRs={172.20.0.0/16}", "vulnerabilityScanning.registries.serviceCIDR=10.43.0.0/16"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	policies := map[string]*networkingv1.NetworkPolicy{}
+	for _, object := range documents(t, out, "NetworkPolicy") {
+		data, _ := yaml.Marshal(object)
+		policy := &networkingv1.NetworkPolicy{}
+		if err := yaml.Unmarshal(data, policy); err != nil {
+			t.Fatal(err)
+		}
+		policies[policy.Name] = policy
+	}
+	manager, scanJobs := policies["vigil-manager"], policies["vigil-scan-jobs"]
+	if manager == nil || scanJobs == nil {
+		t.Fatalf("rendered NetworkPolicies %v", policies)
+	}
+	webhook := manager.Spec.Ingress[0]
+	if webhook.Ports[0].Port.IntValue() != 9443 || len(webhook.From) != 2 || webhook.From[0].IPBlock == nil ||
+		webhook.From[0].IPBlock.CIDR != "172.20.0.0/16" || webhook.From[1].PodSelector.MatchLabels["app.kubernetes.io/component"] != "scan-job" {
+		t.Errorf("the webhook port admits %+v, want the API server's range and the scan Jobs only", webhook.From)
+	}
+	if !slices.Contains(scanJobs.Spec.PolicyTypes, networkingv1.PolicyTypeEgress) {
+		t.Fatal("scan Jobs' egress is not restricted")
+	}
+	registries := scanJobs.Spec.Egress[2].To[0].IPBlock
+	if registries == nil || registries.CIDR != "0.0.0.0/0" || !slices.Contains(registries.Except, "169.254.0.0/16") || !slices.Contains(registries.Except, "10.43.0.0/16") {
+		t.Errorf("scan Jobs reach registries through %+v, want everything but link-local and the Service range", registries)
+	}
+
+	out, err = render(t, []string{"networkPolicy.enabled=false"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := documents(t, out, "NetworkPolicy"); len(got) != 0 {
+		t.Errorf("networkPolicy.enabled=false renders %d NetworkPolicies", len(got))
 	}
 }
