@@ -38,13 +38,13 @@ func TestDemoShowsTheVulnerabilityViewAndCleansUp(t *testing.T) {
 	out := stdout.String()
 
 	for _, pattern := range []string{
-		`(?m)^NAME\s+ID\s+SEVERITY\s+CVSS\s+PACKAGE\s+FIXED-IN\s+WORKLOADS\s+AGE$`,
-		`(?m)^cve-2021-44228\s+CVE-2021-44228\s+Critical\s+10\s+log4j-core 2.14.1\s+2.15.0\s+1\s`,
-		`(?m)^cve-2021-44906\s+CVE-2021-44906\s+Critical\s+9.8\s+minimist 1.2.5\s+1.2.6\s+1\s`,
-		`(?m)^cve-2020-14343\s+CVE-2020-14343\s+Critical\s+9.8\s+pyyaml 5.3.1\s+5.4\s+1\s`,
-		`(?m)^cve-2022-32149\s+CVE-2022-32149\s+High\s+7.5\s+golang.org/x/text v0.3.7\s+0.3.8\s+1\s`,
+		`(?m)^NAME\s+ID\s+SEVERITY\s+CVSS\s+PACKAGE\s+FIXED-IN\s+FIXABLE\s+WORKLOADS\s+AGE$`,
+		`(?m)^cve-2021-44228\s+CVE-2021-44228\s+Critical\s+10\s+log4j-core 2.14.1\s+2.15.0\s+true\s+1\s`,
+		`(?m)^cve-2021-44906\s+CVE-2021-44906\s+Critical\s+9.8\s+minimist 1.2.5\s+1.2.6\s+true\s+1\s`,
+		`(?m)^cve-2020-14343\s+CVE-2020-14343\s+Critical\s+9.8\s+pyyaml 5.3.1\s+5.4\s+true\s+1\s`,
+		`(?m)^cve-2022-32149\s+CVE-2022-32149\s+High\s+7.5\s+golang.org/x/text v0.3.7\s+0.3.8\s+true\s+1\s`,
 		// Only the Debian StatefulSet: the Alpine image of the opted-out namespace is not reported.
-		`(?m)^cve-2023-0286\s+CVE-2023-0286\s+High\s+7.4\s+libssl3 3.0.7-1\s+3.0.8-1\s+1\s`,
+		`(?m)^cve-2023-0286\s+CVE-2023-0286\s+High\s+7.4\s+libssl3 3.0.7-1\s+3.0.8-1\s+true\s+1\s`,
 		// The detail of the most severe vulnerability, with its three sections.
 		`kubectl describe vulnerability cve-2021-44228`,
 		`(?m)^  Details:$`, `Known Exploited:\s+true`, `Name:\s+log4j-core`, `Installed:\s+2.14.1`,
