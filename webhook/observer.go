@@ -18,6 +18,9 @@ import (
 // Path is where the webhook server serves the ImageObserver.
 const Path = "/observe-images"
 
+// ReadTimeout bounds the time to read an admission request's body.
+var ReadTimeout = 5 * time.Second
+
 // shedAfter is how long a request waits for a concurrency slot before it is answered unexamined.
 const shedAfter = 50 * time.Millisecond
 
@@ -78,6 +81,9 @@ func (o *ImageObserver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		requestsTotal.WithLabelValues(outcome).Inc()
 		requestDuration.Observe(time.Since(start).Seconds())
 	}()
+	// The API server sends a review at once; a client that trickles its body holds a slot for
+	// ReadTimeout at most. (A ResponseWriter that cannot set deadlines, in tests, is fine.)
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(ReadTimeout))
 	uid, outcome = o.observe(r)
 }
 

@@ -3,11 +3,13 @@ package webhook
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -132,5 +134,57 @@ func TestObserverShedsBeyondItsConcurrencyWithoutReadingTheBody(t *testing.T) {
 	}
 	if body.read != 0 {
 		t.Errorf("a request beyond the concurrency bound had %d bytes of its body read", body.read)
+	}
+}
+
+// slowBody sends part of a review, then nothing, until the test ends.
+type slowBody struct {
+	sent bool
+	stop chan struct{}
+}
+
+func (b *slowBody) Read(p []byte) (int, error) {
+	if !b.sent {
+		b.sent = true
+		return copy(p, `{"request":{"uid":"slow"`), nil
+	}
+	<-b.stop
+	return 0, io.EOF
+}
+
+func TestAClientThatTricklesItsBodyIsAnsweredWithinTheReadTimeout(t *testing.T) {
+	previous := ReadTimeout
+	ReadTimeout = 200 * time.Millisecond
+	defer func() { ReadTimeout = previous }()
+	observer := NewImageObserver(&queue{}, "vigil-system", "vigil", 1)
+	server := httptest.NewServer(observer)
+	defer server.Close()
+	body := &slowBody{stop: make(chan struct{})}
+	defer close(body.stop)
+	request, err := http.NewRequest(http.MethodPost, server.URL+Path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	request.ContentLength = 7 << 20
+	done := make(chan error, 1)
+	go func() {
+		response, err := http.DefaultClient.Do(request)
+		if err == nil {
+			_ = response.Body.Close()
+		}
+		done <- err
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the trickling request still holds the handler after 5 seconds")
+	}
+	// Its slot is free again: the next request is examined, not shed.
+	q := &queue{}
+	observer.enqueuer = q
+	recorder := httptest.NewRecorder()
+	observer.ServeHTTP(recorder, httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(podReview(nil))))
+	if len(q.records) != 1 {
+		t.Errorf("the next request was not examined: %s", recorder.Body.String())
 	}
 }

@@ -36,6 +36,9 @@ const (
 // ImageSizeHeader carries the image's compressed size with an SBOM report.
 const ImageSizeHeader = "Vigil-Image-Size"
 
+// ReportReadTimeout bounds the time to read a report's body once its sender is authenticated.
+var ReportReadTimeout = 5 * time.Minute
+
 // MaxFailureBytes bounds the body of a failure report.
 const MaxFailureBytes = 64 << 10
 
@@ -111,6 +114,8 @@ func (h *ReportHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	outcome.Attempt = int32(attempt)
 
+	// An authenticated Job still has a bounded time to send its body.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(ReportReadTimeout))
 	if kind == ReportSBOM {
 		outcome.ImageSize, _ = strconv.ParseInt(r.Header.Get(ImageSizeHeader), 10, 64)
 		body := http.MaxBytesReader(w, r.Body, h.MaxSBOMBytes)
