@@ -157,7 +157,7 @@ func newFlagSet(options *Options) *flag.FlagSet {
 	fs.DurationVar(&options.DatabaseUpdateInterval, "db-update-interval", 6*time.Hour,
 		"Time between vulnerability database checks.")
 	fs.StringVar(&options.ScanExecutor, "scan-executor", "in-process",
-		`Where scans run: "in-process" (the local demo, small clusters) or "job" (a Kubernetes Job per image digest).`)
+		`Where scans run: "in-process" (the local demo, small clusters) or "job" (a Kubernetes Job per scan attempt of an image digest).`)
 	fs.IntVar(&options.ScanConcurrency, "scan-concurrency", 2,
 		"Scans in flight at once, in the manager (in-process) or as scan Jobs; waiting images are started fairly between namespaces.")
 	fs.IntVar(&options.MatchConcurrency, "match-concurrency", 1,
