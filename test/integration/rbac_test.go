@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 	batchv1 "k8s.io/api/batch/v1"
@@ -109,7 +110,15 @@ func TestTheChartsRBACAllowsNothingBeyondVigilsWork(t *testing.T) {
 			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("attacker")}}
 	}
 
-	// Objects that are not Vigil's, made by the cluster's administrator.
+	// Objects that are not Vigil's, made by the cluster's administrator. (This control plane
+	// runs no role aggregation, so admin is empty here: the escalation case uses a role of its
+	// own.)
+	secretLister := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "tenant-secret-lister"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list"}}},
+	}
+	g.Expect(env.Client.Create(ctx, secretLister)).To(Succeed())
+	t.Cleanup(func() { _ = env.Client.Delete(t.Context(), secretLister) })
 	foreignBinding := binding(tenant, "tenant-admins", "admin")
 	g.Expect(env.Client.Create(ctx, foreignBinding)).To(Succeed())
 	foreignJob := job(tenant)
@@ -141,7 +150,9 @@ func TestTheChartsRBACAllowsNothingBeyondVigilsWork(t *testing.T) {
 		{"bind cluster-admin under Vigil's RoleBinding name", func() error {
 			return manager.Create(ctx, binding(tenant, namespacesetup.RoleBindingName, "cluster-admin"))
 		}},
-		{"bind admin under another name", func() error { return manager.Create(ctx, binding(tenant, "escalate", "admin")) }},
+		{"bind a role it does not hold under another name", func() error {
+			return manager.Create(ctx, binding(tenant, "escalate", secretLister.Name))
+		}},
 		{"take over another component's Lease", func() error {
 			taken := foreignLease.DeepCopy()
 			taken.Spec.HolderIdentity = ptr.To("vigil")
@@ -150,6 +161,26 @@ func TestTheChartsRBACAllowsNothingBeyondVigilsWork(t *testing.T) {
 		{"create a Lease in another namespace", func() error { return manager.Create(ctx, lease("kube-system")) }},
 	}
 	for _, tc := range forbidden {
+		err := tc.do()
+		g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "the manager's RBAC lets it %s: %v", tc.attack, err)
+	}
+
+	// RBAC cannot limit the name of a RoleBinding being created: the chart's admission policy
+	// holds the manager to its own. (A policy takes effect once the API server has loaded it.)
+	reader := release + "-vigil-pull-secret-reader"
+	toAttacker := binding(tenant, namespacesetup.RoleBindingName, reader)
+	toAttacker.Subjects = []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: tenant, Name: "attacker"}}
+	policed := []struct {
+		attack string
+		do     func() error
+	}{
+		{"bind the pull-secret reader to the attacker", func() error { return manager.Create(ctx, toAttacker.DeepCopy()) }},
+		{"bind the pull-secret reader under another name", func() error { return manager.Create(ctx, binding(tenant, "secrets-for-me", reader)) }},
+	}
+	g.Eventually(func() bool {
+		return apierrors.IsForbidden(manager.Create(ctx, toAttacker.DeepCopy(), client.DryRunAll))
+	}, 10*time.Second, 200*time.Millisecond).Should(BeTrue(), "the chart's admission policy is in force")
+	for _, tc := range policed {
 		err := tc.do()
 		g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "the manager's RBAC lets it %s: %v", tc.attack, err)
 	}
