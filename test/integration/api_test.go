@@ -280,9 +280,9 @@ func TestKubectlShowsVulnerabilities(t *testing.T) {
 		g.Expect(err).NotTo(HaveOccurred())
 		lines := strings.Split(strings.TrimSpace(out), "\n")
 		g.Expect(lines).To(HaveLen(3), out)
-		g.Expect(strings.Fields(lines[0])).To(Equal([]string{"NAME", "ID", "SEVERITY", "CVSS", "PACKAGE", "FIXED-IN", "WORKLOADS", "AGE"}))
-		g.Expect(lines[1]).To(MatchRegexp(`^cve-2021-44228\s+CVE-2021-44228\s+Critical\s+10\s+log4j-core 2.14.1\s+2.15.0\s+2\s+\d+s$`))
-		g.Expect(lines[2]).To(MatchRegexp(`^cve-2023-0286\s+CVE-2023-0286\s+High\s+7.4\s+libssl3 3.0.7-1\s+3.0.8-1\s+1\s+\d+s$`))
+		g.Expect(strings.Fields(lines[0])).To(Equal([]string{"NAME", "ID", "SEVERITY", "CVSS", "PACKAGE", "FIXED-IN", "FIXABLE", "WORKLOADS", "AGE"}))
+		g.Expect(lines[1]).To(MatchRegexp(`^cve-2021-44228\s+CVE-2021-44228\s+Critical\s+10\s+log4j-core 2.14.1\s+2.15.0\s+true\s+2\s+\d+s$`))
+		g.Expect(lines[2]).To(MatchRegexp(`^cve-2023-0286\s+CVE-2023-0286\s+High\s+7.4\s+libssl3 3.0.7-1\s+3.0.8-1\s+true\s+1\s+\d+s$`))
 	})
 
 	t.Run("the category lists them too", func(t *testing.T) {

@@ -229,7 +229,7 @@ func TestAVulnerableDeploymentIsScannedOnceAndReportedWhileItRuns(t *testing.T) 
 
 	out, err := env.Kubectl(ctx, "get", "vulnerabilities", "cve-2021-44228")
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(out).To(MatchRegexp(`cve-2021-44228\s+CVE-2021-44228\s+Critical\s+10\s+log4j-core 2.14.1\s+2.15.0\s+1`))
+	g.Expect(out).To(MatchRegexp(`cve-2021-44228\s+CVE-2021-44228\s+Critical\s+10\s+log4j-core 2.14.1\s+2.15.0\s+true\s+1`))
 
 	// In steady state nothing is written and nothing scanned again.
 	before := vulnerability.ResourceVersion
