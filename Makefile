@@ -24,9 +24,10 @@ demo: controlplane ## Run Vigil locally: a real API server, sample workloads, th
 	go run ./cmd/demo $(DEMO_FLAGS)
 
 .PHONY: test
-test: tools verify-gen vet ## Run every test: unit, scan engine, integration on a real API server, fuzzing
+test: tools verify-gen vet ## Run every test: unit, scan engine, integration on a real API server, fuzzing, end to end on a real node
 	go test $(GO_TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory fuzz
+	$(MAKE) --no-print-directory e2e
 
 .PHONY: fuzz
 fuzz: ## Fuzz the admission request decoding and image extraction, FUZZ_TIME (executions, or a duration) each

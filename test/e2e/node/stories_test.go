@@ -83,6 +83,11 @@ func TestInstallAsTheREADMESays(t *testing.T) {
 		return kubectl(t, "get", "--raw", "/metrics")
 	}, time.Minute, time.Second).Should(MatchRegexp(`apiserver_admission_webhook_request_total\{[^}]*code="200"[^}]*name="` + regexp.QuoteMeta(webhook) + `"`))
 	g.Expect(kubectl(t, "get", "--raw", "/metrics")).NotTo(MatchRegexp(`apiserver_admission_webhook_fail_open_count\{[^}]*name="` + regexp.QuoteMeta(webhook) + `"[^}]*\} [1-9]`))
+
+	// An operator reads the manager's logs and runs a command in its container: the API server
+	// reaches the kubelet, and the kubelet the container runtime's streaming server.
+	g.Expect(kubectl(t, "logs", "-n", namespace, pods[0].Name)).To(ContainSubstring("Starting"))
+	g.Expect(kubectl(t, "exec", "-n", namespace, pods[0].Name, "--", "/vigil", "--help")).To(ContainSubstring("Usage:"))
 }
 
 // The sample workloads' images, each vulnerable, each pushed with the pause binary so it runs.
@@ -321,8 +326,8 @@ func TestFinishedScanJobsAreCollected(t *testing.T) {
 func TestUpgradeChangesTheScannerLimit(t *testing.T) {
 	g := NewWithT(t)
 	ctx := t.Context()
-	helm(t, append([]string{"upgrade", release, "charts/vigil", "--namespace", namespace, "--reset-then-reuse-values",
-		"--set", "resources.scanner.limits.memory=1536Mi", "--set", "resources.scanner.requests.memory=64Mi", "--wait", "--timeout", "5m"})...)
+	helm(t, "upgrade", release, "charts/vigil", "--namespace", namespace, "--reset-then-reuse-values",
+		"--set", "resources.scanner.limits.memory=1536Mi", "--set", "resources.scanner.requests.memory=64Mi", "--wait", "--timeout", "5m")
 	createNamespace(t, "upgraded")
 	img, err := images.PythonPyYAML()
 	g.Expect(err).NotTo(HaveOccurred())
@@ -343,8 +348,8 @@ func TestUpgradeChangesTheScannerLimit(t *testing.T) {
 	}, 3*time.Minute, time.Second).Should(Equal("1536Mi"))
 
 	// An image whose SBOM needs more memory than a small limit: the scan Job is OOMKilled.
-	helm(t, append([]string{"upgrade", release, "charts/vigil", "--namespace", namespace, "--reset-then-reuse-values",
-		"--set", "resources.scanner.limits.memory=48Mi", "--set", "resources.scanner.requests.memory=32Mi", "--wait", "--timeout", "5m"})...)
+	helm(t, "upgrade", release, "charts/vigil", "--namespace", namespace, "--reset-then-reuse-values",
+		"--set", "resources.scanner.limits.memory=48Mi", "--set", "resources.scanner.requests.memory=32Mi", "--wait", "--timeout", "5m")
 	large, err := images.LargeNodeApp(20000)
 	g.Expect(err).NotTo(HaveOccurred())
 	large, err = c.WithPause(large)
