@@ -3,9 +3,13 @@
 package node
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -286,6 +290,107 @@ func TestLeaderLossLosesNoScan(t *testing.T) {
 	g.Expect(workloadsOf(t, "cve-2023-0286")).To(ContainElements("Pod/app0", "Pod/app5"))
 }
 
+// Story: every manager pod restarts at once (`kubectl rollout restart`), and with them the SBOM
+// store on their scratch volumes; no Vulnerability goes missing for a moment, no image is
+// scanned again, and the new leader carries on with a new image.
+func TestRestartOfEveryManagerKeepsEveryFinding(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	before := &vigilv1alpha1.VulnerabilityList{}
+	g.Expect(k8s.List(ctx, before)).To(Succeed())
+	g.Expect(before.Items).NotTo(BeEmpty())
+	scans := &vigilv1alpha1.ImageScanList{}
+	g.Expect(k8s.List(ctx, scans)).To(Succeed())
+	attempts := map[string]int32{}
+	for _, scan := range scans.Items {
+		if scan.Status.Phase == vigilv1alpha1.ImageScanScanned {
+			attempts[scan.Name] = scan.Status.Attempts
+		}
+	}
+	oldPods := map[string]bool{}
+	for _, pod := range managerPods(t) {
+		oldPods[pod.Name] = true
+	}
+
+	// Watch the view while the managers restart: every Vulnerability that existed stays.
+	missing := make(chan string, 1)
+	watching, stopWatching := context.WithCancel(ctx)
+	defer stopWatching()
+	go func() {
+		for watching.Err() == nil {
+			now := &vigilv1alpha1.VulnerabilityList{}
+			if err := k8s.List(watching, now); err == nil {
+				names := map[string]bool{}
+				for _, v := range now.Items {
+					names[v.Name] = true
+				}
+				for _, v := range before.Items {
+					if !names[v.Name] {
+						select {
+						case missing <- v.Name:
+						default:
+						}
+						return
+					}
+				}
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	kubectl(t, "rollout", "restart", "deployment", release, "-n", namespace)
+	kubectl(t, "rollout", "status", "deployment", release, "-n", namespace, "--timeout=5m")
+	g.Eventually(func() bool {
+		pods := managerPods(t)
+		for _, pod := range pods {
+			if oldPods[pod.Name] {
+				return false
+			}
+		}
+		return len(pods) == 2
+	}, 3*time.Minute, time.Second).Should(BeTrue(), "both manager pods are new")
+
+	// The new leader serves: a new image is scanned and shown.
+	createNamespace(t, "restarted")
+	img, err := images.DebianOpenSSL()
+	g.Expect(err).NotTo(HaveOccurred())
+	img, err = images.Append(img, images.Layer{"/app/restarted": []byte("1")})
+	g.Expect(err).NotTo(HaveOccurred())
+	img, err = c.WithPause(img)
+	g.Expect(err).NotTo(HaveOccurred())
+	ref, err := c.Push(ctx, img, "restarted/app:1.0")
+	g.Expect(err).NotTo(HaveOccurred())
+	runPod(t, "restarted", "app", c.Registry+"/restarted/app:1.0")
+	g.Eventually(func() vigilv1alpha1.ImageScanPhase {
+		return imageScan(t, digestOf(ref)).Status.Phase
+	}, 5*time.Minute, time.Second).Should(Equal(vigilv1alpha1.ImageScanScanned))
+	g.Expect(imageScan(t, digestOf(ref)).Status.Attempts).To(Equal(int32(1)))
+	g.Eventually(func() []string {
+		vulnerability := &vigilv1alpha1.Vulnerability{}
+		if err := k8s.Get(ctx, client.ObjectKey{Name: "cve-2023-0286"}, vulnerability); err != nil {
+			return nil
+		}
+		var namespaces []string
+		for _, w := range vulnerability.Status.Workloads {
+			namespaces = append(namespaces, w.Namespace)
+		}
+		return namespaces
+	}, time.Minute, time.Second).Should(ContainElement("restarted"))
+	stopWatching()
+	select {
+	case name := <-missing:
+		t.Fatalf("Vulnerability %s went missing while the managers restarted", name)
+	default:
+	}
+
+	// Images scanned before the restart were not scanned again.
+	g.Expect(k8s.List(ctx, scans)).To(Succeed())
+	for _, scan := range scans.Items {
+		if previous, ok := attempts[scan.Name]; ok {
+			g.Expect(scan.Status.Attempts).To(Equal(previous), "ImageScan %s is not scanned again after the restart", scan.Name)
+		}
+	}
+}
+
 // Story: a finished scan Job goes with its Secret and pod: its TTL and the garbage collector are
 // Kubernetes' own here.
 func TestFinishedScanJobsAreCollected(t *testing.T) {
@@ -363,6 +468,72 @@ func TestUpgradeChangesTheScannerLimit(t *testing.T) {
 	scanned := imageScan(t, digestOf(largeRef))
 	g.Expect(scanned.Status.Conditions).To(ContainElement(And(HaveField("Reason", "OOMKilled"),
 		HaveField("Message", ContainSubstring("raise resources.scanner.limits.memory")))))
+}
+
+// Story: a platform team turns on the in-cluster dashboard and reaches it with kubectl
+// port-forward; it serves the view to a token that may list vulnerabilities and to no other.
+func TestInClusterDashboardThroughPortForward(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	helm(t, "upgrade", release, "charts/vigil", "--namespace", namespace, "--reuse-values",
+		"--set", "dashboard.enabled=true", "--wait", "--timeout", "5m")
+	createNamespace(t, "viewers")
+	kubectl(t, "create", "serviceaccount", "reader", "-n", "viewers")
+	kubectl(t, "create", "serviceaccount", "stranger", "-n", "viewers")
+	kubectl(t, "create", "clusterrole", "vulnerability-reader", "--verb=get,list,watch", "--resource=vulnerabilities.vigil.dev")
+	kubectl(t, "create", "clusterrolebinding", "vulnerability-reader", "--clusterrole=vulnerability-reader", "--serviceaccount=viewers:reader")
+	readerToken := strings.TrimSpace(kubectl(t, "create", "token", "reader", "-n", "viewers"))
+	strangerToken := strings.TrimSpace(kubectl(t, "create", "token", "stranger", "-n", "viewers"))
+
+	forward := exec.CommandContext(ctx, filepath.Join(c.BinDir, "kubectl"), "--kubeconfig", c.KubeconfigPath,
+		"port-forward", "-n", namespace, "svc/"+release+"-dashboard", "--address", "127.0.0.1", ":8080")
+	stdout, err := forward.StdoutPipe()
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(forward.Start()).To(Succeed())
+	defer func() {
+		_ = forward.Process.Kill()
+		_ = forward.Wait()
+	}()
+	address := make(chan string, 1)
+	go func() {
+		lines := bufio.NewScanner(stdout)
+		for lines.Scan() {
+			if m := regexp.MustCompile(`Forwarding from (127\.0\.0\.1:\d+)`).FindStringSubmatch(lines.Text()); m != nil {
+				address <- m[1]
+			}
+		}
+	}()
+	var base string
+	select {
+	case a := <-address:
+		base = "http://" + a
+	case <-time.After(time.Minute):
+		t.Fatal("kubectl port-forward printed no local address within a minute")
+	}
+
+	get := func(path, token string) (int, string) {
+		request, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+		g.Expect(err).NotTo(HaveOccurred())
+		if token != "" {
+			request.Header.Set("Authorization", "Bearer "+token)
+		}
+		client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		response, err := client.Do(request)
+		g.Expect(err).NotTo(HaveOccurred())
+		defer response.Body.Close()
+		body, err := io.ReadAll(response.Body)
+		g.Expect(err).NotTo(HaveOccurred())
+		return response.StatusCode, string(body)
+	}
+	status, body := get("/?q=cve-2023-0286", readerToken)
+	g.Expect(status).To(Equal(http.StatusOK))
+	g.Expect(strings.ToLower(body)).To(ContainSubstring("cve-2023-0286"))
+	status, _ = get("/", strangerToken)
+	g.Expect(status).To(Equal(http.StatusForbidden), "a token that may not list vulnerabilities sees nothing")
+	status, _ = get("/", "")
+	g.Expect(status).To(Equal(http.StatusSeeOther), "without a token the dashboard asks to log in")
+	status, _ = get("/vulnerabilities.csv", "not-a-token")
+	g.Expect(status).To(Equal(http.StatusUnauthorized))
 }
 
 // Story: helm uninstall removes Vigil's pods, webhook configuration and RBAC; the cluster admits
