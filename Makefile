@@ -79,6 +79,7 @@ verify-gen: ## Fail when a generated file is stale
 .PHONY: vet
 vet: ## Run go vet and check formatting
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go'))"; if [[ -n "$$unformatted" ]]; then echo "gofmt would change: $$unformatted" >&2; exit 1; fi
+	@if git grep -n -E '^(<<<<<<<|>>>>>>>) ' -- ':!*.tar*'; then echo "merge conflict markers left in the files above" >&2; exit 1; fi
 	go vet ./...
 
 .PHONY: build
