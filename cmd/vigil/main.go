@@ -1,5 +1,6 @@
-// Command vigil is Vigil's scanner: `vigil scan IMAGE` scans one image the way the grype CLI
-// does, with the same syft cataloging and grype matching that Vigil runs in the cluster.
+// Command vigil is the user's view of the vulnerabilities that run in a cluster: `vigil vulns`,
+// `vigil vuln ID`, `vigil workload`, `vigil images` and `vigil dashboard`; also a kubectl plugin
+// (kubectl-vigil). `vigil scan IMAGE` runs the vigil-scanner command, which holds the scan engine.
 package main
 
 import (

@@ -16,9 +16,11 @@ import (
 )
 
 // Binaries are the image's programs by path, each built from its main package: the manager that
-// the chart's Deployment runs, and the vigil command that the scan Jobs run.
+// the chart's Deployment runs, the scan engine that the scan Jobs run, and the vigil command
+// whose dashboard the chart runs.
 var Binaries = map[string]string{
 	"/vigil-manager": "./cmd/manager",
+	"/vigil-scanner": "./cmd/vigil-scanner",
 	"/vigil":         "./cmd/vigil",
 }
 

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	"github.com/vigil-dev/vigil/pkg/executor"
 )
 
 // dockerfile is what the Dockerfile's final stage says of the image.
@@ -135,4 +137,27 @@ func mustRead(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(content)
+}
+
+// TestTheImageHoldsEveryCommandThatVigilRuns checks the commands that run from the image: the
+// scan Jobs' command that the manager sets, and the commands of the chart's containers.
+func TestTheImageHoldsEveryCommandThatVigilRuns(t *testing.T) {
+	if Binaries[executor.ScannerCommand] != "./cmd/vigil-scanner" {
+		t.Errorf("the scan Jobs run %s, which the image holds as %q", executor.ScannerCommand, Binaries[executor.ScannerCommand])
+	}
+	commands := map[string]bool{}
+	for _, template := range []string{"deployment.yaml", "dashboard.yaml"} {
+		content := mustRead(t, "../../charts/vigil/templates/"+template)
+		for _, match := range regexp.MustCompile(`command: \[(/[^,\]]+)`).FindAllStringSubmatch(content, -1) {
+			commands[match[1]] = true
+		}
+	}
+	if !commands["/vigil-manager"] || !commands["/vigil"] {
+		t.Fatalf("the chart's commands were not understood: %v", commands)
+	}
+	for command := range commands {
+		if _, ok := Binaries[command]; !ok {
+			t.Errorf("the chart runs %s, which the image does not hold", command)
+		}
+	}
 }

@@ -12,9 +12,9 @@ import (
 )
 
 // TestVigilScansItsOwnImage builds Vigil's image as `make image` does and scans it with
-// `vigil scan --fail-on critical`: a release may not ship a Critical vulnerability. This machine
-// has no internet, so the database is the one built from the advisory fixtures; with grype's
-// own database the same command is the release check.
+// `vigil-scanner scan --fail-on critical`: a release may not ship a Critical vulnerability. This
+// machine has no internet, so the database is the one built from the advisory fixtures; with
+// grype's own database the same command is the release check.
 func TestVigilScansItsOwnImage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds Vigil's image")
@@ -34,16 +34,16 @@ func TestVigilScansItsOwnImage(t *testing.T) {
 	if _, err := fixturedb.Build(filepath.Join(dbRoot, "6"), time.Now(), filepath.Join(root, "test", "fixtures", "advisories")); err != nil {
 		t.Fatal(err)
 	}
-	vigil, err := testenv.BuildBinary("./cmd/vigil")
+	scanner, err := testenv.BuildBinary("./cmd/vigil-scanner")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(testenv.RemoveBinaries)
-	scan := exec.Command(vigil, "scan", "oci-dir:"+layout, "--db", dbRoot, "--fail-on", "critical")
+	scan := exec.Command(scanner, "scan", "oci-dir:"+layout, "--db", dbRoot, "--fail-on", "critical")
 	scan.Env = append(os.Environ(), "TMPDIR="+work)
 	out, err := scan.CombinedOutput()
 	if err != nil {
-		t.Fatalf("vigil scan of Vigil's own image: %v\n%s", err, out)
+		t.Fatalf("vigil-scanner scan of Vigil's own image: %v\n%s", err, out)
 	}
-	t.Logf("vigil scan of Vigil's own image:\n%s", out)
+	t.Logf("vigil-scanner scan of Vigil's own image:\n%s", out)
 }

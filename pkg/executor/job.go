@@ -33,6 +33,9 @@ const (
 	ComponentLabel = "app.kubernetes.io/component"
 	// ComponentValue is ComponentLabel's value on scan Jobs.
 	ComponentValue = "scan-job"
+	// ScannerCommand is the scan Jobs' command in Vigil's image: vigil-scanner, which holds the
+	// scan engine (the image's entrypoint, vigil, does not).
+	ScannerCommand = "/vigil-scanner"
 	// ReportAudience is the audience of the service-account token a scan Job reports with.
 	ReportAudience = "vigil.dev/scan-report"
 
@@ -45,7 +48,7 @@ const (
 type JobOptions struct {
 	// Namespace is Vigil's namespace, where the Jobs run.
 	Namespace string
-	// Image is the scanner image; its entrypoint is the vigil command.
+	// Image is the scanner image; it holds the vigil-scanner command at ScannerCommand.
 	Image string
 	// ServiceAccountName is the scan Jobs' service account: it needs no permission at all; its
 	// token only proves to the manager that a report comes from a scan Job.
@@ -218,7 +221,7 @@ func (j *Jobs) job(name string, req Request, images []string) *batchv1.Job {
 						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 					},
 					Containers: []corev1.Container{{
-						Name: "scan", Image: j.options.Image, Args: args,
+						Name: "scan", Image: j.options.Image, Command: []string{ScannerCommand}, Args: args,
 						Resources: j.options.Resources,
 						Env:       []corev1.EnvVar{{Name: "TMPDIR", Value: "/tmp"}},
 						SecurityContext: &corev1.SecurityContext{

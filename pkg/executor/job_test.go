@@ -17,7 +17,11 @@ func TestTheScanJobCarriesTheManagersScanSettings(t *testing.T) {
 			Scan: sbom.Options{NoCloudCredentials: noCloud, MaxLayers: 7},
 		}, nil)
 		job := jobs.job(JobName(digest, 3), Request{Digest: digest, Attempt: 3}, []string{"registry.example/app@" + digest})
-		args := job.Spec.Template.Spec.Containers[0].Args
+		container := job.Spec.Template.Spec.Containers[0]
+		if len(container.Command) != 1 || container.Command[0] != "/vigil-scanner" || container.Args[0] != "scan-job" {
+			t.Errorf("the Job runs %v %v; the image's scan engine is /vigil-scanner scan-job", container.Command, container.Args[:1])
+		}
+		args := container.Args
 		if slices.Contains(args, "--no-cloud-credentials") != noCloud {
 			t.Errorf("cloud credentials off %v, the Job's arguments are %v", noCloud, args)
 		}

@@ -42,10 +42,10 @@ func TestScansRunAsKubernetesJobsThatReportBack(t *testing.T) {
 
 	manager := startScanningManager(t, w, "--scan-executor=job", "--scanner-image=registry.example/vigil:test",
 		"--scanner-limits-memory=768Mi", "--scanner-node-selector=kubernetes.io/os=linux")
-	vigil, err := testenv.BuildBinary("./cmd/vigil")
+	scanner, err := testenv.BuildBinary("./cmd/vigil-scanner")
 	g.Expect(err).NotTo(HaveOccurred())
 	runner := &testenv.JobRunner{
-		Env: env, Namespace: "vigil-system", Binary: vigil,
+		Env: env, Namespace: "vigil-system", Binary: scanner,
 		Secrets: map[string]map[string][]byte{"vigil-webhook-tls": {"ca.crt": manager.caPEM}},
 		Rewrite: map[string]string{"vigil-webhook.vigil-system.svc:443": fmt.Sprintf("127.0.0.1:%d", manager.webhookPort)},
 	}

@@ -199,10 +199,10 @@ func leaderKilledDuringABurst(t *testing.T, replicas int, persistence bool) {
 		m.waitReady(t)
 	}
 
-	vigil, err := testenv.BuildBinary("./cmd/vigil")
+	scanner, err := testenv.BuildBinary("./cmd/vigil-scanner")
 	g.Expect(err).NotTo(HaveOccurred())
 	runner := &testenv.JobRunner{
-		Env: env, Namespace: "vigil-system", Binary: vigil,
+		Env: env, Namespace: "vigil-system", Binary: scanner,
 		Secrets: map[string]map[string][]byte{"vigil-webhook-tls": {"ca.crt": caPEM}},
 		Rewrite: map[string]string{"vigil-webhook.vigil-system.svc:443": balancer.Addr},
 	}

@@ -15,12 +15,12 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/vigil-dev/vigil/cmd/vigil/app"
+	"github.com/vigil-dev/vigil/cmd/vigil-scanner/app"
 	"github.com/vigil-dev/vigil/test/fixtures/images"
 	"github.com/vigil-dev/vigil/test/fixtures/registry"
 )
 
-// vigil runs the vigil command in process.
+// vigil runs the vigil-scanner command, which `vigil scan` runs, in process.
 func vigil(args ...string) (code int, stdout, stderr string) {
 	var out, errOut bytes.Buffer
 	code = app.Main(args, &out, &errOut)
@@ -229,8 +229,8 @@ func TestScanCommandBadInput(t *testing.T) {
 			}
 			// One line, and for a command line the command does not take, its usage line.
 			message, usage, _ := strings.Cut(strings.TrimSpace(stderr), "\n")
-			if strings.Contains(usage, "\n") || (usage != "" && !strings.HasPrefix(usage, "Usage: vigil scan ")) ||
-				!strings.HasPrefix(message, "vigil: ") || !strings.Contains(message, tc.message) {
+			if strings.Contains(usage, "\n") || (usage != "" && !strings.HasPrefix(usage, "Usage: vigil-scanner scan ")) ||
+				!strings.HasPrefix(message, "vigil-scanner: ") || !strings.Contains(message, tc.message) {
 				t.Errorf("stderr = %q, want one line containing %q", stderr, tc.message)
 			}
 			if elapsed := time.Since(start); elapsed > 20*time.Second {

@@ -68,16 +68,16 @@ func rounds() int {
 	return n
 }
 
-// BenchmarkCorpusAgainstGrypeCLI runs `vigil scan` and the grype CLI, as processes, on every
-// corpus image with the same database, interleaved (one after the other, alternating which goes
-// first, round after round) so that whatever else runs on the machine weighs on both alike, and
-// prints the medians and their ratios. It then measures the scan Job's peak memory (`vigil
-// scan-job` pulling from a loopback registry and reporting to a loopback server) and a second
-// scan in one long-lived process against the first.
+// BenchmarkCorpusAgainstGrypeCLI runs `vigil-scanner scan` and the grype CLI, as processes, on
+// every corpus image with the same database, interleaved (one after the other, alternating which
+// goes first, round after round) so that whatever else runs on the machine weighs on both alike,
+// and prints the medians and their ratios. It then measures the scan Job's peak memory
+// (`vigil-scanner scan-job` pulling from a loopback registry and reporting to a loopback server)
+// and a second scan in one long-lived process against the first.
 func BenchmarkCorpusAgainstGrypeCLI(b *testing.B) {
 	dir := corpus.Require(b)
 	grype := grypeBinary(b)
-	vigilBinary, err := testenv.BuildBinary("./cmd/vigil")
+	vigilBinary, err := testenv.BuildBinary("./cmd/vigil-scanner")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func BenchmarkCorpusAgainstGrypeCLI(b *testing.B) {
 		fmt.Printf("\nMedians of %d interleaved runs per side (processes, same database, same machine):\n%s", rounds(), table.String())
 		if slices.ContainsFunc(selected, func(image corpus.Image) bool { return image.Name == "synthetic-5000" }) {
 			peak := scanJobPeak(b, vigilBinary, corpus.Layout(dir, "synthetic-5000"))
-			fmt.Printf("scan Job (vigil scan-job) peak memory on synthetic-5000: %d MiB\n", peak/1024)
+			fmt.Printf("scan Job (vigil-scanner scan-job) peak memory on synthetic-5000: %d MiB\n", peak/1024)
 		}
 	}
 }
@@ -217,8 +217,9 @@ func TestTwoScansInOneProcess(t *testing.T) {
 	fmt.Printf("two-scans: %d %d\n", took[0], took[1])
 }
 
-// scanJobPeak pushes the OCI layout at dir to a loopback registry and runs `vigil scan-job` on
-// it, reporting to a loopback server, and returns the Job's peak resident memory in KiB.
+// scanJobPeak pushes the OCI layout at dir to a loopback registry and runs
+// `vigil-scanner scan-job` on it, reporting to a loopback server, and returns the Job's peak
+// resident memory in KiB.
 func scanJobPeak(b *testing.B, vigilBinary, dir string) int64 {
 	b.Helper()
 	index, err := layout.ImageIndexFromPath(dir)

@@ -12,7 +12,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/vigil-dev/vigil/cmd/vigil/app"
+	"github.com/vigil-dev/vigil/cmd/vigil-scanner/app"
 	"github.com/vigil-dev/vigil/test/fixtures/images"
 	"github.com/vigil-dev/vigil/test/testenv"
 )

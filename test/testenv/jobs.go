@@ -26,7 +26,8 @@ import (
 type JobRunner struct {
 	Env       *Environment
 	Namespace string
-	// Binary runs the container's arguments (the image's entrypoint).
+	// Binary stands for the container's command: a Job whose command is not /NAME, NAME being
+	// Binary's file name, fails as it would in the image. It runs with the container's arguments.
 	Binary string
 	// Secrets are extra secret contents by name, for volumes whose Secret the test does not create.
 	Secrets map[string]map[string][]byte
@@ -105,6 +106,11 @@ func (r *JobRunner) run(ctx context.Context, job *batchv1.Job) (string, error) {
 	}
 	defer os.RemoveAll(dir)
 	container := pod.Spec.Containers[0]
+	if want := "/" + filepath.Base(r.Binary); len(container.Command) != 1 || container.Command[0] != want {
+		pod.Status.Phase = corev1.PodFailed
+		_ = r.Env.Client.Status().Update(ctx, pod)
+		return "", fmt.Errorf("the Job's command is %q; this runner runs %s", container.Command, want)
+	}
 	mounts := map[string]string{}
 	for _, volume := range pod.Spec.Volumes {
 		local := filepath.Join(dir, volume.Name)

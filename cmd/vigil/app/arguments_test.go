@@ -12,11 +12,11 @@ func TestEveryCommandRejectsArgumentsItDoesNotTake(t *testing.T) {
 		wantError string
 		wantUsage string
 	}{
-		{[]string{"scna", "alpine"}, `vigil: unknown command "scna" for "vigil"`, "Usage: vigil COMMAND (see vigil --help)"},
-		{[]string{"scan"}, "vigil: accepts 1 arg(s), received 0", "Usage: vigil scan SOURCE [flags] (see vigil scan --help)"},
-		{[]string{"scan", "a", "b"}, "vigil: accepts 1 arg(s), received 2", "Usage: vigil scan SOURCE [flags]"},
-		{[]string{"scan", "--no-such-flag", "alpine"}, "vigil: unknown flag: --no-such-flag", "Usage: vigil scan SOURCE [flags]"},
-		{[]string{"scan-job", "extra"}, `vigil: unknown command "extra" for "vigil scan-job"`, "Usage: vigil scan-job [flags]"},
+		{[]string{"vulsn"}, `vigil: unknown command "vulsn" for "vigil"`, "Usage: vigil COMMAND (see vigil --help)"},
+		{[]string{"vuln"}, "vigil: accepts 1 arg(s), received 0", "Usage: vigil vuln ID [flags] (see vigil vuln --help)"},
+		{[]string{"vulns", "a", "b"}, "vigil: accepts at most 1 arg(s), received 2", "Usage: vigil vulns [SEARCH] [flags]"},
+		{[]string{"dashboard", "--no-such-flag"}, "vigil: unknown flag: --no-such-flag", "Usage: vigil dashboard [flags]"},
+		{[]string{"scan-job"}, `vigil: unknown command "scan-job" for "vigil"`, "Usage: vigil COMMAND"},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -36,7 +36,7 @@ func TestEveryCommandRejectsArgumentsItDoesNotTake(t *testing.T) {
 }
 
 func TestHelpRunsNothing(t *testing.T) {
-	for _, args := range [][]string{{"--help"}, {"scan", "--help"}, {"scan-job", "--help"}} {
+	for _, args := range [][]string{{"--help"}, {"vulns", "--help"}, {"dashboard", "--help"}} {
 		var stdout, stderr bytes.Buffer
 		if code := Main(args, &stdout, &stderr); code != ExitOK || !strings.Contains(stdout.String(), "Usage:") {
 			t.Errorf("vigil %v: exit code %d\nstdout: %s\nstderr: %s", args, code, stdout.String(), stderr.String())

@@ -22,7 +22,8 @@ type cluster struct {
 }
 
 // addClusterFlags adds kubectl's connection flags to cmd. Each view command has its own set:
-// `vigil scan` has a --insecure-skip-tls-verify flag of its own, for registries.
+// `vigil scan` passes its flags to vigil-scanner, whose --insecure-skip-tls-verify names
+// registries.
 func addClusterFlags(cmd *cobra.Command) *cluster {
 	c := &cluster{flags: genericclioptions.NewConfigFlags(true)}
 	c.flags.AddFlags(cmd.Flags())

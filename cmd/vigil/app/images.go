@@ -39,7 +39,11 @@ SEARCH keeps the images whose reference or digest contains it.`,
 			if len(args) == 1 {
 				search = args[0]
 			}
-			return runImages(cmd.Context(), c, search, output, stdout, stderr)
+			k8s, err := c.client()
+			if err != nil {
+				return err
+			}
+			return runImages(cmd.Context(), k8s, search, output, stdout, stderr)
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: wide, json, yaml or csv (a table by default)")
@@ -47,11 +51,9 @@ SEARCH keeps the images whose reference or digest contains it.`,
 	return cmd
 }
 
-func runImages(ctx context.Context, c *cluster, search, output string, stdout, stderr io.Writer) error {
-	k8s, err := c.client()
-	if err != nil {
-		return err
-	}
+// runImages lists the ImageScans whose reference or digest contains search, the most vulnerable
+// first, and writes them in output's format.
+func runImages(ctx context.Context, k8s client.Client, search, output string, stdout, stderr io.Writer) error {
 	var scans []vigilv1alpha1.ImageScan
 	list := &vigilv1alpha1.ImageScanList{}
 	options := []client.ListOption{client.Limit(500)}

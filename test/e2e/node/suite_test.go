@@ -124,12 +124,12 @@ func setUpAndRun(m *testing.M) (code int, err error) {
 	defer dbServer.Close()
 	dbURL = fmt.Sprintf("http://%s:%d/%s", cluster.NodeIP, fixtureDBPort, v6distribution.LatestFileName)
 
-	vigilBin, err := testenv.BuildBinary("./cmd/vigil")
+	scanner, err := testenv.BuildBinary("./cmd/vigil-scanner")
 	if err != nil {
 		return 1, err
 	}
 	defer testenv.RemoveBinaries()
-	if err := runIn(root, vigilBin, "scan", "oci-dir:"+layout, "--db-url", dbURL, "--db-cache", filepath.Join(work, "db-cache"),
+	if err := runIn(root, scanner, "scan", "oci-dir:"+layout, "--db-url", dbURL, "--db-cache", filepath.Join(work, "db-cache"),
 		"--fail-on", "critical", "--quiet"); err != nil {
 		return 1, fmt.Errorf("Vigil's own image: %w", err)
 	}

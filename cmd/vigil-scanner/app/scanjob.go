@@ -18,11 +18,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vigil-dev/vigil/cmd/internal/cli"
 	"github.com/vigil-dev/vigil/pkg/executor"
 	"github.com/vigil-dev/vigil/pkg/sbom"
 )
 
-// scanJobOptions are the flags of `vigil scan-job`, which the manager sets on each scan Job.
+// scanJobOptions are the flags of `vigil-scanner scan-job`, which the manager sets on each scan Job.
 type scanJobOptions struct {
 	digest            string
 	images            []string
@@ -143,7 +144,7 @@ func runScanJob(ctx context.Context, o *scanJobOptions, stderr io.Writer) error 
 	for i, err := range errs {
 		_, messages[i] = sbom.Explain(err, "")
 	}
-	failure.Error = oneLine(strings.Join(messages, "; "))
+	failure.Error = cli.OneLine(strings.Join(messages, "; "))
 	fmt.Fprintf(stderr, "Scan failed: %s\n", sbom.Sanitize(errors.Join(errs...).Error(), 4096))
 	body, err := json.Marshal(failure)
 	if err != nil {
