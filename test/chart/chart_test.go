@@ -55,7 +55,8 @@ var variants = []struct {
 	{"default", nil},
 	{"openshift", []string{"openshift.enabled=true"}},
 	{"air-gapped", []string{"database.airGapped.enabled=true", "database.airGapped.existingClaim=vigil-db-archive", "persistence.enabled=true"}},
-	{"existing-issuer", []string{"webhook.certManager.issuerRef.name=company-ca", "webhook.certManager.issuerRef.kind=ClusterIssuer"}},
+	{"existing-issuer", []string{"webhook.certManager.issuerRef.name=company-ca", "webhook.certManager.issuerRef.kind=ClusterIssuer",
+		"webhook.clientCA.configMapName=apiserver-admission-ca"}},
 	{"without-cert-manager", []string{"webhook.certManager.enabled=false", "webhook.existingSecret=vigil-tls", "webhook.caBundle=Q0EK"}},
 	{"in-process", []string{"vulnerabilityScanning.executor=in-process", "replicas=1", "excludedNamespaces={kube-system,monitoring}"}},
 	{"platform-conventions", []string{"@platform.yaml"}},
@@ -135,6 +136,7 @@ func TestSchemaRejectsWrongValues(t *testing.T) {
 		{"metrics.serviceMonitor.interval=often", "/metrics/serviceMonitor/interval'"},
 		{"nameOverride=Not_A_Name", "/nameOverride'"},
 		{"resources.scanner.limits.ephemeral-storage=huge", "ephemeral-storage': 'huge' does not match pattern"},
+		{"webhook.clientCA.caBundle=not-a-certificate", "/webhook/clientCA/caBundle': 'not-a-certificate' does not match pattern"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.set, func(t *testing.T) {

@@ -40,6 +40,9 @@ type Options struct {
 	WebhookPort int
 	// WebhookCertDir holds the webhook server's tls.crt and tls.key.
 	WebhookCertDir string
+	// WebhookClientCAFile, when set, is a CA bundle: admission requests are served only to TLS
+	// clients with a certificate of that CA (the API server's admission client certificate).
+	WebhookClientCAFile string
 	// Namespace is the namespace Vigil runs in; the webhook skips its requests.
 	Namespace string
 	// ServiceAccountName is the manager's service account; the webhook skips its requests.
@@ -140,6 +143,8 @@ func newFlagSet(options *Options) *flag.FlagSet {
 	fs.IntVar(&options.WebhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
 	fs.StringVar(&options.WebhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs",
 		"Folder with the webhook server's tls.crt and tls.key (cert-manager fills it in the Helm chart).")
+	fs.StringVar(&options.WebhookClientCAFile, "webhook-client-ca-file", "",
+		"CA bundle (PEM) of the API server's admission client certificate; when set, admission requests from a client without a certificate of that CA are refused (scan reports on the same port keep their token authentication).")
 	fs.StringVar(&options.Namespace, "namespace", envOr("POD_NAMESPACE", "vigil-system"),
 		"Namespace Vigil runs in (default $POD_NAMESPACE, else vigil-system); the webhook does not observe it.")
 	fs.StringVar(&options.ServiceAccountName, "service-account-name", envOr("SERVICE_ACCOUNT_NAME", "vigil"),
