@@ -58,7 +58,8 @@ var variants = []struct {
 	{"existing-issuer", []string{"webhook.certManager.issuerRef.name=company-ca", "webhook.certManager.issuerRef.kind=ClusterIssuer",
 		"webhook.clientCA.configMapName=apiserver-admission-ca"}},
 	{"without-cert-manager", []string{"webhook.certManager.enabled=false", "webhook.existingSecret=vigil-tls", "webhook.caBundle=Q0EK"}},
-	{"in-process", []string{"vulnerabilityScanning.executor=in-process", "replicas=1", "excludedNamespaces={kube-system,monitoring}"}},
+	{"in-process", []string{"vulnerabilityScanning.executor=in-process", "replicas=1", "excludedNamespaces={kube-system,monitoring}",
+		"podSecurity.warn=", "podSecurity.audit=baseline"}},
 	{"platform-conventions", []string{"@platform.yaml"}},
 	{"metrics", []string{"@metrics.yaml"}},
 	{"scan-jobs", []string{"@scan-jobs.yaml"}},
@@ -136,6 +137,7 @@ func TestSchemaRejectsWrongValues(t *testing.T) {
 		{"metrics.serviceMonitor.interval=often", "/metrics/serviceMonitor/interval'"},
 		{"nameOverride=Not_A_Name", "/nameOverride'"},
 		{"resources.scanner.limits.ephemeral-storage=huge", "ephemeral-storage': 'huge' does not match pattern"},
+		{"podSecurity.enforce=strict", "/podSecurity/enforce': value must be one of"},
 		{"webhook.clientCA.caBundle=not-a-certificate", "/webhook/clientCA/caBundle': 'not-a-certificate' does not match pattern"},
 	}
 	for _, tc := range tests {

@@ -370,6 +370,15 @@ func setupReconcilers(mgr manager.Manager, options *Options, images *recorder.Re
 	if err := namespaces.SetupWithManager(mgr, openShift); err != nil {
 		return nil, fmt.Errorf("setting up the namespace reconciler: %w", err)
 	}
+	if len(options.PodSecurity) > 0 {
+		podSecurity := &namespace.PodSecurity{
+			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Events: mgr.GetEventRecorder("vigil"),
+			Namespace: options.Namespace, Levels: options.PodSecurity,
+		}
+		if err := mgr.Add(podSecurity); err != nil {
+			return nil, fmt.Errorf("adding the Pod Security labels of Vigil's namespace: %w", err)
+		}
+	}
 
 	updater := &dbupdate.Updater{Store: database, Interval: options.DatabaseUpdateInterval, ImportFile: options.DatabaseImportFile}
 	if err := mgr.Add(updater); err != nil {

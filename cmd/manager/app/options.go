@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/vigil-dev/vigil/pkg/sbom"
+	"github.com/vigil-dev/vigil/reconciler/namespace"
 
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -115,6 +116,9 @@ type Options struct {
 	// MetricsWorkloadSeriesLimit bounds the series of vigil_vulnerability_workload_info; 0 turns
 	// them off.
 	MetricsWorkloadSeriesLimit int
+	// PodSecurity maps a Pod Security Admission mode (enforce, audit, warn) to the level that
+	// the manager labels its own namespace with at start; an empty level leaves the mode alone.
+	PodSecurity map[string]string
 	// EnableHTTP2 serves HTTP/2 on the webhook and metrics servers.
 	EnableHTTP2 bool
 	// GracefulShutdownTimeout bounds how long the manager waits for its parts to stop.
@@ -180,6 +184,16 @@ func newFlagSet(options *Options) *flag.FlagSet {
 		"Distinct images recorded for one namespace within an hour; beyond it the namespace's new images wait (an Event on the namespace says so).")
 	fs.BoolVar(&options.ScannerUserNamespace, "scanner-user-namespace", false,
 		"Run scan pods in user namespaces of their own (hostUsers: false); the nodes must support user namespaces.")
+	options.PodSecurity = map[string]string{}
+	for _, mode := range []string{"enforce", "audit", "warn"} {
+		fs.Func("pod-security-"+mode, fmt.Sprintf("Pod Security level (privileged, baseline, restricted) that the manager labels its own namespace with at start, as pod-security.kubernetes.io/%s; empty leaves the label alone.", mode), func(v string) error {
+			if err := namespace.ValidatePodSecurityLevel(v); err != nil {
+				return err
+			}
+			options.PodSecurity[mode] = v
+			return nil
+		})
+	}
 	fs.DurationVar(&options.ScanTimeout, "scan-timeout", 10*time.Minute, "Time one scan may take.")
 	fs.IntVar(&options.ScanMaxAttempts, "scan-max-attempts", 5, "Attempts at scanning one image digest before it is Failed.")
 	fs.DurationVar(&options.ScanRetryBackoff, "scan-retry-backoff", 30*time.Second,
