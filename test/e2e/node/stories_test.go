@@ -83,6 +83,19 @@ func TestInstallAsTheREADMESays(t *testing.T) {
 		return kubectl(t, "get", "--raw", "/metrics")
 	}, time.Minute, time.Second).Should(MatchRegexp(`apiserver_admission_webhook_request_total\{[^}]*code="200"[^}]*name="` + regexp.QuoteMeta(webhook) + `"`))
 	g.Expect(kubectl(t, "get", "--raw", "/metrics")).NotTo(MatchRegexp(`apiserver_admission_webhook_fail_open_count\{[^}]*name="` + regexp.QuoteMeta(webhook) + `"[^}]*\} [1-9]`))
+
+	// The manager labelled its namespace: the kubelet's node runs only restricted pods there (the
+	// scan Jobs of the next stories, the manager's own after an upgrade).
+	home := &corev1.Namespace{}
+	g.Eventually(func() map[string]string {
+		_ = k8s.Get(ctx, client.ObjectKey{Name: namespace}, home)
+		return home.Labels
+	}, time.Minute, time.Second).Should(HaveKeyWithValue("pod-security.kubernetes.io/enforce", "restricted"))
+	privileged := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "privileged-probe"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "probe", Image: pauseImage(t),
+			SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)}}}}}
+	err := k8s.Create(ctx, privileged, client.DryRunAll)
+	g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "a privileged pod in Vigil's namespace: %v", err)
 }
 
 // The sample workloads' images, each vulnerable, each pushed with the pause binary so it runs.
