@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -133,7 +134,8 @@ func (o *ImageObserver) observe(r *http.Request) (types.UID, string) {
 		}
 	}
 	defer o.bodyBytes.Release(size)
-	body, err := readBody(r)
+	body, release, err := readBody(r)
+	defer release()
 	if err != nil {
 		logger.Info("Could not read an admission request; it is allowed", "error", err.Error())
 		return "", outcomeMalformed
@@ -180,17 +182,29 @@ func (o *ImageObserver) observe(r *http.Request) (types.UID, string) {
 	return request.UID, outcomeRecorded
 }
 
+// chunkedBodies holds buffers for bodies of undeclared length, which may be up to
+// MaxRequestBytes: read into a reused buffer, a flood of them leaves no garbage of that size
+// behind. At most MaxBodyBytesInFlight/MaxRequestBytes are in use at once.
+var chunkedBodies = sync.Pool{New: func() any { return new([MaxRequestBytes + 1]byte) }}
+
 // readBody reads a request's body of at most MaxRequestBytes+1 bytes: a declared length into a
-// buffer of that length, an undeclared one as it comes.
-func readBody(r *http.Request) ([]byte, error) {
-	if r.ContentLength < 0 {
-		return io.ReadAll(io.LimitReader(r.Body, MaxRequestBytes+1))
+// buffer of that length, an undeclared one into a reused buffer. release gives the buffer back
+// once the body is no longer used (decoding copies what it keeps).
+func readBody(r *http.Request) (body []byte, release func(), err error) {
+	if r.ContentLength >= 0 {
+		body = make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			return nil, func() {}, err
+		}
+		return body, func() {}, nil
 	}
-	body := make([]byte, r.ContentLength)
-	if _, err := io.ReadFull(r.Body, body); err != nil {
-		return nil, err
+	buffer := chunkedBodies.Get().(*[MaxRequestBytes + 1]byte)
+	release = func() { chunkedBodies.Put(buffer) }
+	n, err := io.ReadFull(r.Body, buffer[:])
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return nil, release, err
 	}
-	return body, nil
+	return buffer[:n], release, nil
 }
 
 func errorText(err error, otherwise string) string {

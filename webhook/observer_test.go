@@ -156,6 +156,29 @@ func TestABodyDeclaredAboveTheBoundIsNotRead(t *testing.T) {
 	}
 }
 
+func TestBodiesOfUndeclaredLengthAreReadUpToTheBound(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		body        []byte
+		wantRecords int
+	}{
+		{"a review", podReview(nil), 1},
+		{"a review after one above the bound", podReview(nil), 1},
+		{"a body above the bound", bytes.Repeat([]byte(" "), MaxRequestBytes+1), 0},
+		{"a review after it", podReview(nil), 1},
+	} {
+		q := &queue{}
+		observer := NewImageObserver(q, "vigil-system", "vigil", 1)
+		request := httptest.NewRequest(http.MethodPost, Path, io.NopCloser(bytes.NewReader(tc.body)))
+		request.ContentLength = -1
+		recorder := httptest.NewRecorder()
+		observer.ServeHTTP(recorder, request)
+		if len(q.records) != tc.wantRecords || !strings.Contains(recorder.Body.String(), `"allowed":true`) {
+			t.Errorf("%s: records %v, answer %s", tc.name, q.records, recorder.Body.String())
+		}
+	}
+}
+
 func TestBodiesWaitForTheirBytesInFlight(t *testing.T) {
 	q := &queue{}
 	observer := NewImageObserver(q, "vigil-system", "vigil", 64)
