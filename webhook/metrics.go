@@ -17,12 +17,15 @@ const (
 	outcomeUnknownKind = "unknown_kind"
 	outcomeShed        = "shed"
 	outcomePanic       = "panic"
+	// outcomeUnauthenticated: refused, the client presented no certificate of the admission
+	// client CA.
+	outcomeUnauthenticated = "unauthenticated"
 )
 
 var (
 	requestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "vigil_webhook_requests_total",
-		Help: "Admission requests answered, by outcome: recorded, no_images, dry_run, self, operation, malformed, too_large, unknown_kind, shed (answered without looking, at the concurrency bound) or panic (a defect: answered allowed).",
+		Help: "Admission requests answered, by outcome: recorded, no_images, dry_run, self, operation, malformed, too_large, unknown_kind, shed (answered without looking, at the concurrency bound), panic (a defect: answered allowed) or unauthenticated (refused: no client certificate of the admission client CA).",
 	}, []string{"outcome"})
 	requestDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "vigil_webhook_request_duration_seconds",

@@ -1,12 +1,15 @@
 package webhook
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
+	"golang.org/x/sync/semaphore"
 	admissionv1 "k8s.io/api/admission/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -26,6 +29,12 @@ const shedAfter = 50 * time.Millisecond
 
 // MaxRequestBytes bounds an admission request's body, as the API server bounds objects.
 const MaxRequestBytes = 7 << 20
+
+// MaxBodyBytesInFlight bounds the bytes of admission bodies held at once, whatever the
+// concurrency: a body reserves its declared length, or MaxRequestBytes when its length is not
+// declared (chunked), before it is read. The API server declares the length of its requests,
+// which are a few KiB; a flood of large or chunked bodies waits for the budget, and is shed.
+const MaxBodyBytesInFlight = 64 << 20
 
 // The webhook configuration. It observes Pods (and ephemeral containers added to them) and the
 // pod templates of every workload kind, on create and update. failurePolicy Ignore: a replica
@@ -50,9 +59,10 @@ type ImageObserver struct {
 	// whose requests are not observed.
 	ignoreNamespace string
 	ignoreUsername  string
-	// inflight bounds the requests being looked into at once; beyond it, requests are answered
-	// without looking.
-	inflight chan struct{}
+	// inflight bounds the requests being looked into at once, and bodyBytes the bytes of their
+	// bodies; beyond either, requests are answered without looking.
+	inflight  chan struct{}
+	bodyBytes *semaphore.Weighted
 }
 
 // NewImageObserver returns the handler. namespace and serviceAccount are Vigil's own, whose
@@ -63,6 +73,7 @@ func NewImageObserver(enqueuer Enqueuer, namespace, serviceAccount string, concu
 		ignoreNamespace: namespace,
 		ignoreUsername:  "system:serviceaccount:" + namespace + ":" + serviceAccount,
 		inflight:        make(chan struct{}, concurrency),
+		bodyBytes:       semaphore.NewWeighted(MaxBodyBytesInFlight),
 	}
 }
 
@@ -90,6 +101,11 @@ func (o *ImageObserver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // observe reads the request and queues its images; it returns the request's UID and outcome.
 func (o *ImageObserver) observe(r *http.Request) (types.UID, string) {
 	logger := log.FromContext(r.Context())
+	// A body declared above the bound is answered unread, without a slot.
+	if r.ContentLength > MaxRequestBytes {
+		logger.Info("An admission request is above the size bound; it is allowed unobserved", "bound", MaxRequestBytes)
+		return "", outcomeTooLarge
+	}
 	// The concurrency slot is taken before the body is read, so that a flood of large requests
 	// holds at most concurrency bodies in memory at once. A request that finds no slot within a
 	// moment is answered without its UID: the API server counts that as a failed call, and
@@ -106,7 +122,20 @@ func (o *ImageObserver) observe(r *http.Request) (types.UID, string) {
 		}
 	}
 	defer func() { <-o.inflight }()
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxRequestBytes+1))
+	size := r.ContentLength
+	if size < 0 {
+		size = MaxRequestBytes + 1
+	}
+	if !o.bodyBytes.TryAcquire(size) {
+		wait, cancel := context.WithTimeout(r.Context(), shedAfter)
+		defer cancel()
+		if err := o.bodyBytes.Acquire(wait, size); err != nil {
+			return "", outcomeShed
+		}
+	}
+	defer o.bodyBytes.Release(size)
+	body, release, err := readBody(r)
+	defer release()
 	if err != nil {
 		logger.Info("Could not read an admission request; it is allowed", "error", err.Error())
 		return "", outcomeMalformed
@@ -151,6 +180,31 @@ func (o *ImageObserver) observe(r *http.Request) (types.UID, string) {
 		o.enqueuer.Enqueue(record)
 	}
 	return request.UID, outcomeRecorded
+}
+
+// chunkedBodies holds buffers for bodies of undeclared length, which may be up to
+// MaxRequestBytes: read into a reused buffer, a flood of them leaves no garbage of that size
+// behind. At most MaxBodyBytesInFlight/MaxRequestBytes are in use at once.
+var chunkedBodies = sync.Pool{New: func() any { return new([MaxRequestBytes + 1]byte) }}
+
+// readBody reads a request's body of at most MaxRequestBytes+1 bytes: a declared length into a
+// buffer of that length, an undeclared one into a reused buffer. release gives the buffer back
+// once the body is no longer used (decoding copies what it keeps).
+func readBody(r *http.Request) (body []byte, release func(), err error) {
+	if r.ContentLength >= 0 {
+		body = make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			return nil, func() {}, err
+		}
+		return body, func() {}, nil
+	}
+	buffer := chunkedBodies.Get().(*[MaxRequestBytes + 1]byte)
+	release = func() { chunkedBodies.Put(buffer) }
+	n, err := io.ReadFull(r.Body, buffer[:])
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return nil, release, err
+	}
+	return buffer[:n], release, nil
 }
 
 func errorText(err error, otherwise string) string {

@@ -137,6 +137,76 @@ func TestObserverShedsBeyondItsConcurrencyWithoutReadingTheBody(t *testing.T) {
 	}
 }
 
+func TestABodyDeclaredAboveTheBoundIsNotRead(t *testing.T) {
+	q := &queue{}
+	observer := NewImageObserver(q, "vigil-system", "vigil", 1)
+	recorder := httptest.NewRecorder()
+	body := &countingReader{r: bytes.NewReader(bytes.Repeat([]byte(" "), MaxRequestBytes+1))}
+	request := httptest.NewRequest(http.MethodPost, Path, body)
+	request.ContentLength = MaxRequestBytes + 1
+	observer.ServeHTTP(recorder, request)
+	if !strings.Contains(recorder.Body.String(), `"allowed":true`) || len(q.records) != 0 {
+		t.Errorf("answer %s, records %v", recorder.Body.String(), q.records)
+	}
+	if body.read != 0 {
+		t.Errorf("a body declared above the bound had %d bytes read", body.read)
+	}
+	if len(observer.inflight) != 0 {
+		t.Error("the request kept a concurrency slot")
+	}
+}
+
+func TestBodiesOfUndeclaredLengthAreReadUpToTheBound(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		body        []byte
+		wantRecords int
+	}{
+		{"a review", podReview(nil), 1},
+		{"a review after one above the bound", podReview(nil), 1},
+		{"a body above the bound", bytes.Repeat([]byte(" "), MaxRequestBytes+1), 0},
+		{"a review after it", podReview(nil), 1},
+	} {
+		q := &queue{}
+		observer := NewImageObserver(q, "vigil-system", "vigil", 1)
+		request := httptest.NewRequest(http.MethodPost, Path, io.NopCloser(bytes.NewReader(tc.body)))
+		request.ContentLength = -1
+		recorder := httptest.NewRecorder()
+		observer.ServeHTTP(recorder, request)
+		if len(q.records) != tc.wantRecords || !strings.Contains(recorder.Body.String(), `"allowed":true`) {
+			t.Errorf("%s: records %v, answer %s", tc.name, q.records, recorder.Body.String())
+		}
+	}
+}
+
+func TestBodiesWaitForTheirBytesInFlight(t *testing.T) {
+	q := &queue{}
+	observer := NewImageObserver(q, "vigil-system", "vigil", 64)
+	// Large bodies being read hold all but 1 MiB of the budget.
+	if !observer.bodyBytes.TryAcquire(MaxBodyBytesInFlight - 1<<20) {
+		t.Fatal("the budget is taken")
+	}
+	// A body of undeclared length may be up to MaxRequestBytes: it is shed, unread.
+	chunked := &countingReader{r: bytes.NewReader(podReview(nil))}
+	request := httptest.NewRequest(http.MethodPost, Path, chunked)
+	request.ContentLength = -1
+	recorder := httptest.NewRecorder()
+	observer.ServeHTTP(recorder, request)
+	if chunked.read != 0 || len(q.records) != 0 || !strings.Contains(recorder.Body.String(), `"allowed":true`) {
+		t.Errorf("a chunked body beyond the budget: %d bytes read, records %v, answer %s", chunked.read, q.records, recorder.Body.String())
+	}
+	// The API server's request of a few KiB declares its length and fits.
+	observer.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(podReview(nil))))
+	if len(q.records) != 1 {
+		t.Errorf("a small request within the budget was not examined: records %v", q.records)
+	}
+	// Its bytes are given back.
+	observer.bodyBytes.Release(MaxBodyBytesInFlight - 1<<20)
+	if !observer.bodyBytes.TryAcquire(MaxBodyBytesInFlight) {
+		t.Error("the examined request kept its bytes")
+	}
+}
+
 // slowBody sends part of a review, then nothing, until the test ends.
 type slowBody struct {
 	sent bool

@@ -55,9 +55,11 @@ var variants = []struct {
 	{"default", nil},
 	{"openshift", []string{"openshift.enabled=true"}},
 	{"air-gapped", []string{"database.airGapped.enabled=true", "database.airGapped.existingClaim=vigil-db-archive", "persistence.enabled=true"}},
-	{"existing-issuer", []string{"webhook.certManager.issuerRef.name=company-ca", "webhook.certManager.issuerRef.kind=ClusterIssuer"}},
+	{"existing-issuer", []string{"webhook.certManager.issuerRef.name=company-ca", "webhook.certManager.issuerRef.kind=ClusterIssuer",
+		"webhook.clientCA.configMapName=apiserver-admission-ca"}},
 	{"without-cert-manager", []string{"webhook.certManager.enabled=false", "webhook.existingSecret=vigil-tls", "webhook.caBundle=Q0EK"}},
-	{"in-process", []string{"vulnerabilityScanning.executor=in-process", "replicas=1", "excludedNamespaces={kube-system,monitoring}"}},
+	{"in-process", []string{"vulnerabilityScanning.executor=in-process", "replicas=1", "excludedNamespaces={kube-system,monitoring}",
+		"podSecurity.warn=", "podSecurity.audit=baseline"}},
 	{"platform-conventions", []string{"@platform.yaml"}},
 	{"metrics", []string{"@metrics.yaml"}},
 	{"scan-jobs", []string{"@scan-jobs.yaml"}},
@@ -135,6 +137,8 @@ func TestSchemaRejectsWrongValues(t *testing.T) {
 		{"metrics.serviceMonitor.interval=often", "/metrics/serviceMonitor/interval'"},
 		{"nameOverride=Not_A_Name", "/nameOverride'"},
 		{"resources.scanner.limits.ephemeral-storage=huge", "ephemeral-storage': 'huge' does not match pattern"},
+		{"podSecurity.enforce=strict", "/podSecurity/enforce': value must be one of"},
+		{"webhook.clientCA.caBundle=not-a-certificate", "/webhook/clientCA/caBundle': 'not-a-certificate' does not match pattern"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.set, func(t *testing.T) {

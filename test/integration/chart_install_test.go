@@ -16,21 +16,26 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/vigil-dev/vigil/pkg/executor"
 	namespacesetup "github.com/vigil-dev/vigil/reconciler/namespace"
 	"github.com/vigil-dev/vigil/test/testenv"
 )
@@ -120,6 +125,69 @@ func TestTheChartInstallsAndItsManagerRunsWithItsOwnRBAC(t *testing.T) {
 		return env.Client.Get(ctx, client.ObjectKey{Namespace: created, Name: namespacesetup.RoleBindingName}, &rbacv1.RoleBinding{})
 	}, 20*time.Second, 200*time.Millisecond).Should(Succeed(), func() string { return manager.logs() })
 	g.Expect(manager.logs()).NotTo(ContainSubstring("forbidden"), "the chart's RBAC lacks a permission")
+
+	// Vigil's namespace enforces the restricted Pod Security Standard: helm could not label the
+	// namespace it created, the manager did at its start (the chart's podSecurity defaults).
+	home := &corev1.Namespace{}
+	g.Eventually(func() (map[string]string, error) {
+		err := env.Client.Get(ctx, client.ObjectKey{Name: "vigil-system"}, home)
+		return home.Labels, err
+	}, 20*time.Second, 200*time.Millisecond).Should(And(
+		HaveKeyWithValue("pod-security.kubernetes.io/enforce", "restricted"),
+		HaveKeyWithValue("pod-security.kubernetes.io/audit", "restricted"),
+		HaveKeyWithValue("pod-security.kubernetes.io/warn", "restricted"),
+	), func() string { return manager.logs() })
+	t.Cleanup(func() { // the other stories' pods in vigil-system are not the chart's
+		_ = env.Client.Patch(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "vigil-system"}},
+			client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"pod-security.kubernetes.io/enforce":null,"pod-security.kubernetes.io/audit":null,"pod-security.kubernetes.io/warn":null}}}`)))
+	})
+	assertVigilsPodsMeetRestricted(t, deployment)
+}
+
+// assertVigilsPodsMeetRestricted checks, in vigil-system enforcing restricted, that the API
+// server admits the manager's pod as the chart's Deployment makes it and a scan Job's pod as
+// the executor builds it from the chart's scanner template (with and without a user namespace),
+// and refuses a privileged pod.
+func assertVigilsPodsMeetRestricted(t *testing.T, deployment *appsv1.Deployment) {
+	t.Helper()
+	g := NewWithT(t)
+	ctx := t.Context()
+	admitted := func(spec corev1.PodSpec, labels map[string]string) error {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "vigil-system", GenerateName: "restricted-", Labels: labels}, Spec: spec}
+		return env.Client.Create(ctx, pod, client.DryRunAll)
+	}
+	g.Expect(admitted(deployment.Spec.Template.Spec, deployment.Spec.Template.Labels)).To(Succeed(), "the manager's pod")
+
+	scanner := &corev1.ConfigMap{}
+	g.Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: "vigil-system", Name: "vigil-scanner"}, scanner)).To(Succeed())
+	file := filepath.Join(t.TempDir(), "pod-template.yaml")
+	g.Expect(os.WriteFile(file, []byte(scanner.Data["pod-template.yaml"]), 0o600)).To(Succeed())
+	template, err := executor.LoadPodTemplate(file)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(template.Resources).NotTo(BeNil(), "the chart's scanner template carries the scanner's resources")
+	for i, userNamespace := range []bool{false, true} {
+		jobs := executor.NewJobs(env.Client, env.Client, executor.JobOptions{
+			Namespace: "vigil-system", Image: "ghcr.io/vigil-dev/vigil:test", ServiceAccountName: "vigil-scanner",
+			ReportURL: "https://vigil-webhook.vigil-system.svc:443/v1/scan-reports", CASecretName: "vigil-webhook-tls",
+			Timeout: 10 * time.Minute, UserNamespace: userNamespace, Resources: *template.Resources, PodTemplate: template,
+		}, nil)
+		digest := fmt.Sprintf("sha256:%064d", i+1)
+		g.Expect(jobs.Submit(ctx, executor.Request{Digest: digest, Attempt: 1,
+			Images: []executor.PinnedImage{{Reference: "registry.example/shop/api@" + digest}}})).To(Succeed())
+		job := &batchv1.Job{}
+		g.Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: "vigil-system", Name: executor.JobName(digest, 1)}, job)).To(Succeed())
+		t.Cleanup(func() {
+			_ = env.Client.Delete(context.Background(), job, client.PropagationPolicy(metav1.DeletePropagationBackground))
+		})
+		g.Expect(admitted(job.Spec.Template.Spec, job.Spec.Template.Labels)).To(Succeed(), "a scan Job's pod (user namespace %v)", userNamespace)
+	}
+
+	privileged := deployment.Spec.Template.Spec.DeepCopy()
+	privileged.Containers[0].SecurityContext.Privileged = ptr.To(true)
+	privileged.Containers[0].SecurityContext.AllowPrivilegeEscalation = ptr.To(true)
+	err = admitted(*privileged, nil)
+	g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "a privileged pod in Vigil's namespace: %v", err)
+	g.Expect(err.Error()).To(ContainSubstring(`violates PodSecurity "restricted:`))
 }
 
 // runCAInjector runs cert-manager's cainjector controllers for webhook configurations until the

@@ -18,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
@@ -159,6 +160,10 @@ func TestTheChartsRBACAllowsNothingBeyondVigilsWork(t *testing.T) {
 			return manager.Update(ctx, taken)
 		}},
 		{"create a Lease in another namespace", func() error { return manager.Create(ctx, lease("kube-system")) }},
+		{"lower another namespace's Pod Security level", func() error {
+			return manager.Patch(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: tenant}}, client.RawPatch(types.MergePatchType,
+				[]byte(`{"metadata":{"labels":{"pod-security.kubernetes.io/enforce":"privileged"}}}`)))
+		}},
 	}
 	for _, tc := range forbidden {
 		err := tc.do()
@@ -199,4 +204,7 @@ func TestTheChartsRBACAllowsNothingBeyondVigilsWork(t *testing.T) {
 	g.Expect(manager.List(ctx, &rbacv1.RoleBindingList{}, client.MatchingFields{"metadata.name": namespacesetup.RoleBindingName})).
 		To(Succeed(), "list its RoleBindings by name, as its cache does")
 	g.Expect(manager.Delete(ctx, own)).To(Succeed(), "delete its RoleBinding")
+	g.Expect(manager.Patch(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: home}}, client.RawPatch(types.MergePatchType,
+		[]byte(`{"metadata":{"labels":{"pod-security.kubernetes.io/enforce":"restricted"}}}`)))).
+		To(Succeed(), "label its own namespace for Pod Security Admission")
 }

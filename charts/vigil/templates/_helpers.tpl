@@ -103,6 +103,13 @@ neither the API server nor the manager's report endpoint is reached through the 
 {{- end -}}
 
 {{/* The volume of the extra certificate authorities, mounted at /etc/vigil/ca-bundle. */}}
+{{/* The ConfigMap holding the CA of the API server's admission client certificate; empty when none. */}}
+{{- define "vigil.admissionClientCA" -}}
+{{- with .Values.webhook.clientCA }}
+{{- if .caBundle }}{{ include "vigil.fullname" $ }}-admission-client-ca{{ else }}{{ .configMapName }}{{ end }}
+{{- end }}
+{{- end -}}
+
 {{- define "vigil.caBundleVolume" -}}
 {{- with .Values.caBundle }}
 {{- if .configMapName }}

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
+	"slices"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -172,15 +174,14 @@ func newManager(restConfig *rest.Config, options *Options) (manager.Manager, err
 		metricsOptions.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 
+	webhookServer, err := newWebhookServer(options, tlsOptions)
+	if err != nil {
+		return nil, err
+	}
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
-		Scheme:  scheme,
-		Metrics: metricsOptions,
-		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
-			Host:    options.WebhookHost,
-			Port:    options.WebhookPort,
-			CertDir: options.WebhookCertDir,
-			TLSOpts: tlsOptions,
-		}),
+		Scheme:                        scheme,
+		Metrics:                       metricsOptions,
+		WebhookServer:                 webhookServer,
 		HealthProbeBindAddress:        options.HealthProbeBindAddress,
 		LeaderElection:                options.LeaderElect,
 		LeaderElectionID:              LeaderElectionID,
@@ -214,6 +215,33 @@ func newManager(restConfig *rest.Config, options *Options) (manager.Manager, err
 	return mgr, nil
 }
 
+// newWebhookServer returns the server of the admission webhook and the scan reports. With
+// --webhook-client-ca-file it asks clients for a certificate and verifies it against that CA.
+func newWebhookServer(options *Options, tlsOptions []func(*tls.Config)) (ctrlwebhook.Server, error) {
+	if options.WebhookClientCAFile != "" {
+		clientCertificates, err := webhook.ClientCertificateTLS(options.WebhookClientCAFile)
+		if err != nil {
+			return nil, err
+		}
+		tlsOptions = append(slices.Clip(tlsOptions), clientCertificates)
+	}
+	return ctrlwebhook.NewServer(ctrlwebhook.Options{
+		Host:    options.WebhookHost,
+		Port:    options.WebhookPort,
+		CertDir: options.WebhookCertDir,
+		TLSOpts: tlsOptions,
+	}), nil
+}
+
+// admissionHandler guards the observer: with --webhook-client-ca-file, only clients that
+// presented a certificate of that CA (the API server) reach it.
+func admissionHandler(options *Options, observer http.Handler) http.Handler {
+	if options.WebhookClientCAFile == "" {
+		return observer
+	}
+	return webhook.RequireClientCertificate(observer)
+}
+
 // setupChecks adds the probes: healthz answers while the process runs, readyz once the webhook
 // server serves, so that no admission request reaches a replica before it can answer.
 func setupChecks(mgr manager.Manager) error {
@@ -236,7 +264,7 @@ func setupWebhooks(mgr manager.Manager, options *Options) (*recorder.Recorder, e
 		return nil, fmt.Errorf("adding the image recorder: %w", err)
 	}
 	observer := webhook.NewImageObserver(images, options.Namespace, options.ServiceAccountName, options.WebhookConcurrency)
-	mgr.GetWebhookServer().Register(webhook.Path, observer)
+	mgr.GetWebhookServer().Register(webhook.Path, admissionHandler(options, observer))
 	return images, nil
 }
 
@@ -341,6 +369,15 @@ func setupReconcilers(mgr manager.Manager, options *Options, images *recorder.Re
 	}
 	if err := namespaces.SetupWithManager(mgr, openShift); err != nil {
 		return nil, fmt.Errorf("setting up the namespace reconciler: %w", err)
+	}
+	if len(options.PodSecurity) > 0 {
+		podSecurity := &namespace.PodSecurity{
+			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Events: mgr.GetEventRecorder("vigil"),
+			Namespace: options.Namespace, Levels: options.PodSecurity,
+		}
+		if err := mgr.Add(podSecurity); err != nil {
+			return nil, fmt.Errorf("adding the Pod Security labels of Vigil's namespace: %w", err)
+		}
 	}
 
 	updater := &dbupdate.Updater{Store: database, Interval: options.DatabaseUpdateInterval, ImportFile: options.DatabaseImportFile}

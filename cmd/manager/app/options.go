@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/vigil-dev/vigil/pkg/sbom"
+	"github.com/vigil-dev/vigil/reconciler/namespace"
 
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -40,6 +41,9 @@ type Options struct {
 	WebhookPort int
 	// WebhookCertDir holds the webhook server's tls.crt and tls.key.
 	WebhookCertDir string
+	// WebhookClientCAFile, when set, is a CA bundle: admission requests are served only to TLS
+	// clients with a certificate of that CA (the API server's admission client certificate).
+	WebhookClientCAFile string
 	// Namespace is the namespace Vigil runs in; the webhook skips its requests.
 	Namespace string
 	// ServiceAccountName is the manager's service account; the webhook skips its requests.
@@ -112,6 +116,9 @@ type Options struct {
 	// MetricsWorkloadSeriesLimit bounds the series of vigil_vulnerability_workload_info; 0 turns
 	// them off.
 	MetricsWorkloadSeriesLimit int
+	// PodSecurity maps a Pod Security Admission mode (enforce, audit, warn) to the level that
+	// the manager labels its own namespace with at start; an empty level leaves the mode alone.
+	PodSecurity map[string]string
 	// EnableHTTP2 serves HTTP/2 on the webhook and metrics servers.
 	EnableHTTP2 bool
 	// GracefulShutdownTimeout bounds how long the manager waits for its parts to stop.
@@ -140,6 +147,8 @@ func newFlagSet(options *Options) *flag.FlagSet {
 	fs.IntVar(&options.WebhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
 	fs.StringVar(&options.WebhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs",
 		"Folder with the webhook server's tls.crt and tls.key (cert-manager fills it in the Helm chart).")
+	fs.StringVar(&options.WebhookClientCAFile, "webhook-client-ca-file", "",
+		"CA bundle (PEM) of the API server's admission client certificate; when set, admission requests from a client without a certificate of that CA are refused (scan reports on the same port keep their token authentication).")
 	fs.StringVar(&options.Namespace, "namespace", envOr("POD_NAMESPACE", "vigil-system"),
 		"Namespace Vigil runs in (default $POD_NAMESPACE, else vigil-system); the webhook does not observe it.")
 	fs.StringVar(&options.ServiceAccountName, "service-account-name", envOr("SERVICE_ACCOUNT_NAME", "vigil"),
@@ -175,6 +184,16 @@ func newFlagSet(options *Options) *flag.FlagSet {
 		"Distinct images recorded for one namespace within an hour; beyond it the namespace's new images wait (an Event on the namespace says so).")
 	fs.BoolVar(&options.ScannerUserNamespace, "scanner-user-namespace", false,
 		"Run scan pods in user namespaces of their own (hostUsers: false); the nodes must support user namespaces.")
+	options.PodSecurity = map[string]string{}
+	for _, mode := range []string{"enforce", "audit", "warn"} {
+		fs.Func("pod-security-"+mode, fmt.Sprintf("Pod Security level (privileged, baseline, restricted) that the manager labels its own namespace with at start, as pod-security.kubernetes.io/%s; empty leaves the label alone.", mode), func(v string) error {
+			if err := namespace.ValidatePodSecurityLevel(v); err != nil {
+				return err
+			}
+			options.PodSecurity[mode] = v
+			return nil
+		})
+	}
 	fs.DurationVar(&options.ScanTimeout, "scan-timeout", 10*time.Minute, "Time one scan may take.")
 	fs.IntVar(&options.ScanMaxAttempts, "scan-max-attempts", 5, "Attempts at scanning one image digest before it is Failed.")
 	fs.DurationVar(&options.ScanRetryBackoff, "scan-retry-backoff", 30*time.Second,

@@ -26,7 +26,8 @@ func TestParse(t *testing.T) {
 			args: nil,
 			check: func(o *Options) bool {
 				return o.SecureMetrics && !o.EnableHTTP2 && !o.LeaderElect && o.MetricsBindAddress == ":8443" &&
-					o.WebhookPort == 9443 && o.GracefulShutdownTimeout == 30*time.Second && !o.Zap.Development
+					o.WebhookPort == 9443 && o.GracefulShutdownTimeout == 30*time.Second && !o.Zap.Development &&
+					len(o.PodSecurity) == 0 && o.WebhookClientCAFile == ""
 			},
 		},
 		{
@@ -63,6 +64,19 @@ func TestParse(t *testing.T) {
 		{name: "a negative bound", args: []string{"--max-image-files=-1"}, wantErr: "must not be negative"},
 		{name: "a bad ephemeral storage", args: []string{"--scanner-limits-ephemeral-storage=lots"}, wantErr: "is not a quantity"},
 		{name: "a port out of range", args: []string{"--webhook-port=70000"}, wantErr: "--webhook-port 70000 is not a port number"},
+		{name: "an unknown Pod Security level", args: []string{"--pod-security-enforce=strict"}, wantErr: `"strict" is not a Pod Security level`},
+		{
+			name: "Pod Security levels of Vigil's namespace",
+			args: []string{"--pod-security-enforce=restricted", "--pod-security-warn=baseline", "--pod-security-audit="},
+			check: func(o *Options) bool {
+				return o.PodSecurity["enforce"] == "restricted" && o.PodSecurity["warn"] == "baseline" && o.PodSecurity["audit"] == ""
+			},
+		},
+		{
+			name:  "the admission client CA",
+			args:  []string{"--webhook-client-ca-file=/etc/vigil/admission-client-ca/ca.crt"},
+			check: func(o *Options) bool { return o.WebhookClientCAFile == "/etc/vigil/admission-client-ca/ca.crt" },
+		},
 		{name: "a negative shutdown timeout", args: []string{"--graceful-shutdown-timeout=-1s"}, wantErr: "must not be negative"},
 		{name: "an unknown flag", args: []string{"--no-such-flag"}, wantErr: "flag provided but not defined: -no-such-flag"},
 		{name: "a stray argument", args: []string{"serve"}, wantErr: "unexpected arguments: [serve]"},

@@ -92,6 +92,19 @@ func TestInstallAsTheREADMESays(t *testing.T) {
 	// reaches the kubelet, and the kubelet the container runtime's streaming server.
 	g.Expect(kubectl(t, "logs", "-n", namespace, pods[0].Name)).To(ContainSubstring("Starting"))
 	g.Expect(kubectl(t, "exec", "-n", namespace, pods[0].Name, "--", "/vigil", "--help")).To(ContainSubstring("Usage:"))
+
+	// The manager labelled its namespace: the kubelet's node runs only restricted pods there (the
+	// scan Jobs of the next stories, the manager's own after an upgrade).
+	home := &corev1.Namespace{}
+	g.Eventually(func() map[string]string {
+		_ = k8s.Get(ctx, client.ObjectKey{Name: namespace}, home)
+		return home.Labels
+	}, time.Minute, time.Second).Should(HaveKeyWithValue("pod-security.kubernetes.io/enforce", "restricted"))
+	privileged := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "privileged-probe"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "probe", Image: pauseImage(t),
+			SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)}}}}}
+	err := k8s.Create(ctx, privileged, client.DryRunAll)
+	g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "a privileged pod in Vigil's namespace: %v", err)
 }
 
 // The sample workloads' images, each vulnerable, each pushed with the pause binary so it runs.

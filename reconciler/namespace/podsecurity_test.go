@@ -1,0 +1,103 @@
+package namespace
+
+import (
+	"context"
+	"maps"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+)
+
+func TestPodSecurityLabelsVigilsNamespaceOnce(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	restricted := map[string]string{"enforce": "restricted", "audit": "restricted", "warn": "restricted"}
+	labelled := map[string]string{
+		"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/audit": "restricted",
+		"pod-security.kubernetes.io/warn": "restricted",
+	}
+	tests := []struct {
+		name        string
+		labels      map[string]string
+		levels      map[string]string
+		want        map[string]string
+		wantPatches int
+	}{
+		{name: "a namespace without labels", levels: restricted, want: labelled, wantPatches: 1},
+		{
+			name:   "a lower level is raised, other labels kept",
+			labels: map[string]string{"pod-security.kubernetes.io/enforce": "privileged", "team": "security"},
+			levels: restricted, want: map[string]string{
+				"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/audit": "restricted",
+				"pod-security.kubernetes.io/warn": "restricted", "team": "security",
+			},
+			wantPatches: 1,
+		},
+		{name: "labels at their levels are not written again", labels: labelled, levels: restricted, want: labelled},
+		{
+			name:   "a mode without a level is left to the administrator",
+			labels: map[string]string{"pod-security.kubernetes.io/warn": "baseline"},
+			levels: map[string]string{"enforce": "restricted", "warn": ""},
+			want: map[string]string{
+				"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/warn": "baseline",
+			},
+			wantPatches: 1,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			patches := 0
+			c := fake.NewClientBuilder().WithScheme(scheme).
+				WithObjects(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "vigil-system", Labels: maps.Clone(tc.labels)}}).
+				WithInterceptorFuncs(interceptor.Funcs{Patch: func(ctx context.Context, c client.WithWatch, object client.Object, patch client.Patch, options ...client.PatchOption) error {
+					patches++
+					return c.Patch(ctx, object, patch, options...)
+				}}).Build()
+			recorder := events.NewFakeRecorder(10)
+			podSecurity := &PodSecurity{Client: c, Reader: c, Events: recorder, Namespace: "vigil-system", Levels: tc.levels}
+			if err := podSecurity.Start(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			namespace := &corev1.Namespace{}
+			if err := c.Get(t.Context(), client.ObjectKey{Name: "vigil-system"}, namespace); err != nil {
+				t.Fatal(err)
+			}
+			if !maps.Equal(namespace.Labels, tc.want) {
+				t.Errorf("labels %v, want %v", namespace.Labels, tc.want)
+			}
+			if patches != tc.wantPatches || len(recorder.Events) != tc.wantPatches {
+				t.Errorf("%d patches and %d Events, want %d", patches, len(recorder.Events), tc.wantPatches)
+			}
+		})
+	}
+}
+
+func TestPodSecurityStopsTheManagerWhenItsNamespaceIsMissing(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	c := fake.NewClientBuilder().WithScheme(scheme).Build()
+	podSecurity := &PodSecurity{Client: c, Reader: c, Events: events.NewFakeRecorder(10), Namespace: "vigil-system",
+		Levels: map[string]string{"enforce": "restricted"}}
+	if err := podSecurity.Start(t.Context()); err == nil {
+		t.Error("no error")
+	}
+}
+
+func TestValidatePodSecurityLevel(t *testing.T) {
+	for level, valid := range map[string]bool{"": true, "privileged": true, "baseline": true, "restricted": true, "strict": false, "Restricted": false} {
+		if err := ValidatePodSecurityLevel(level); (err == nil) != valid {
+			t.Errorf("%q: %v", level, err)
+		}
+	}
+}
