@@ -216,10 +216,16 @@ func Generate(ctx context.Context, source Source, options Options) (*Result, err
 }
 
 // openSource reads a registry image through Vigil's own transport and within the bounds of
-// options (openRegistrySource), and a local image with syft's sources.
+// options (openRegistrySource), an OCI layout of one image through the same reader
+// (openLayoutSource), and any other local image with syft's sources.
 func openSource(ctx context.Context, source Source, options Options, platform *image.Platform) (syftsource.Source, error) {
 	if source.Scheme == SchemeRegistry {
 		return openRegistrySource(ctx, source, options, platform)
+	}
+	if source.Scheme == SchemeOCIDir {
+		if src, ok, err := openLayoutSource(ctx, source, options, platform); ok {
+			return src, err
+		}
 	}
 	config := syft.DefaultGetSourceConfig().
 		WithSources(string(source.Scheme)).

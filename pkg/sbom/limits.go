@@ -123,7 +123,7 @@ type limitedLayer struct {
 // Uncompressed is the layer's tar, which fails with a *TooLargeError as soon as the image's
 // decompressed bytes or tar entries pass their bound.
 func (l *limitedLayer) Uncompressed() (io.ReadCloser, error) {
-	content, err := l.Layer.Uncompressed()
+	content, err := uncompressed(l.Layer)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	syftsource "github.com/anchore/syft/syft/source"
 	"github.com/anchore/syft/syft/source/stereoscopesource"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
@@ -46,12 +47,6 @@ func openRegistrySource(ctx context.Context, source Source, options Options, pla
 			Err:              fmt.Errorf("%s is an image for %s", source, config.Platform()),
 		}
 	}
-	limits := newBudget(options)
-	limited, err := limitImage(img, limits, options.MaxLayers)
-	if err != nil {
-		return nil, classify(fmt.Errorf("reading the layers of %s: %w", source, err))
-	}
-
 	metadata := []image.AdditionalMetadata{
 		image.WithRepoDigests(fmt.Sprintf("%s/%s@%s", ref.Context().RegistryStr(), ref.Context().RepositoryStr(), descriptor.Digest)),
 		image.WithArchitecture(platform.Architecture, platform.Variant),
@@ -60,8 +55,52 @@ func openRegistrySource(ctx context.Context, source Source, options Options, pla
 	if manifest, err := img.RawManifest(); err == nil {
 		metadata = append(metadata, image.WithManifest(manifest))
 	}
+	return readImage(ctx, img, source, options, platform, "oci-registry-image", metadata)
+}
+
+// openLayoutSource reads an OCI layout directory that holds one image through the same reader
+// as a registry image (the bounds of options, the faster decompression, the lower layers'
+// squashes built only when read). It reports false, and reads nothing, for any other layout
+// (a multi-platform index, attestations beside the image, an image of another platform, a
+// folder that is no layout): syft's own OCI directory source reads those, and reports their
+// errors, as before.
+func openLayoutSource(ctx context.Context, source Source, options Options, platform *image.Platform) (syftsource.Source, bool, error) {
+	index, err := layout.ImageIndexFromPath(source.Location)
+	if err != nil {
+		return nil, false, nil
+	}
+	manifest, err := index.IndexManifest()
+	if err != nil || len(manifest.Manifests) != 1 || !manifest.Manifests[0].MediaType.IsImage() {
+		return nil, false, nil
+	}
+	img, err := index.Image(manifest.Manifests[0].Digest)
+	if err != nil {
+		return nil, false, nil
+	}
+	config, err := img.ConfigFile()
+	if err != nil || config.OS != platform.OS || config.Architecture != platform.Architecture ||
+		(platform.Variant != "" && config.Variant != platform.Variant) {
+		return nil, false, nil
+	}
+	metadata := []image.AdditionalMetadata{image.WithManifestDigest(manifest.Manifests[0].Digest.String())}
+	if raw, err := img.RawManifest(); err == nil {
+		metadata = append(metadata, image.WithManifest(raw))
+	}
+	src, err := readImage(ctx, img, source, options, platform, "oci-dir-image", metadata)
+	return src, true, err
+}
+
+// readImage indexes img's layers with stereoscope, within the bounds of options, as syft's
+// image sources do.
+func readImage(ctx context.Context, img v1.Image, source Source, options Options, platform *image.Platform,
+	folder string, metadata []image.AdditionalMetadata) (syftsource.Source, error) {
+	limits := newBudget(options)
+	limited, err := limitImage(img, limits, options.MaxLayers)
+	if err != nil {
+		return nil, classify(fmt.Errorf("reading the layers of %s: %w", source, err))
+	}
 	tempDirs := file.NewTempDirGenerator("vigil")
-	dir, err := tempDirs.NewDirectory("oci-registry-image")
+	dir, err := tempDirs.NewDirectory(folder)
 	if err != nil {
 		return nil, fmt.Errorf("creating the scratch folder of %s: %w", source, err)
 	}
