@@ -223,7 +223,7 @@ func (j *Jobs) job(name string, req Request, images []string) *batchv1.Job {
 					Containers: []corev1.Container{{
 						Name: "scan", Image: j.options.Image, Command: []string{ScannerCommand}, Args: args,
 						Resources: j.options.Resources,
-						Env:       []corev1.EnvVar{{Name: "TMPDIR", Value: "/tmp"}},
+						Env:       scannerEnv(j.options.Resources),
 						SecurityContext: &corev1.SecurityContext{
 							AllowPrivilegeEscalation: ptr.To(false),
 							ReadOnlyRootFilesystem:   ptr.To(true),
@@ -325,4 +325,17 @@ func hostUsers(userNamespace bool) *bool {
 		return ptr.To(false)
 	}
 	return nil
+}
+
+// scannerEnv is the scan container's environment: its scratch folder, and, under a memory limit,
+// GOMEMLIMIT at that limit, so that the Go runtime collects harder as a scan nears the limit
+// instead of being OOMKilled at it with garbage still held.
+func scannerEnv(resources corev1.ResourceRequirements) []corev1.EnvVar {
+	env := []corev1.EnvVar{{Name: "TMPDIR", Value: "/tmp"}}
+	if _, limited := resources.Limits[corev1.ResourceMemory]; limited {
+		env = append(env, corev1.EnvVar{Name: "GOMEMLIMIT", ValueFrom: &corev1.EnvVarSource{
+			ResourceFieldRef: &corev1.ResourceFieldSelector{ContainerName: "scan", Resource: "limits.memory"},
+		}})
+	}
+	return env
 }
