@@ -123,6 +123,10 @@ func (r *JobRunner) run(ctx context.Context, job *batchv1.Job) (string, error) {
 	var args []string
 	for _, arg := range container.Args {
 		for mountPath, local := range mounts {
+			if arg == mountPath {
+				arg = local
+				break
+			}
 			if rest, ok := strings.CutPrefix(arg, mountPath+"/"); ok {
 				arg = filepath.Join(local, rest)
 				break
