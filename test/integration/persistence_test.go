@@ -60,7 +60,7 @@ func TestTheChartKeepsSBOMsWhereTheClusterProvidesStorage(t *testing.T) {
 	// The cluster gets a default StorageClass (the shared control plane keeps it only for this
 	// story: the chart's other stories expect a cluster without storage).
 	standard := &storagev1.StorageClass{
-		ObjectMeta: metav1.ObjectMeta{Name: "standard", Annotations: map[string]string{"storageclass.kubernetes.io/is-default-class": "true"}},
+		ObjectMeta:  metav1.ObjectMeta{Name: "standard", Annotations: map[string]string{"storageclass.kubernetes.io/is-default-class": "true"}},
 		Provisioner: "example.com/ssd",
 	}
 	g.Expect(env.Client.Create(ctx, standard)).To(Succeed())
