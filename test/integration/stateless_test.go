@@ -136,6 +136,27 @@ func haImages() int {
 	return 16
 }
 
+// unscanned says where each digest that is not Scanned stands, with the output of its scan Jobs,
+// for a story that waited in vain.
+func unscanned(ctx context.Context, digests []string, runner *testenv.JobRunner) string {
+	var b strings.Builder
+	for _, digest := range digests {
+		scan, err := scanOf(ctx, digest)
+		if err != nil || scan.Status.Phase == vigilv1alpha1.ImageScanScanned {
+			continue
+		}
+		fmt.Fprintf(&b, "%s: %s, attempts %d (series from %d), conditions %+v\n", digest, scan.Status.Phase,
+			scan.Status.Attempts, scan.Status.FirstAttempt, scan.Status.Conditions)
+		prefix := "vigil-scan-" + strings.TrimPrefix(digest, "sha256:")[:40]
+		for name, output := range runner.Output() {
+			if strings.HasPrefix(name, prefix) {
+				fmt.Fprintf(&b, "  job %s:\n%s\n", name, output)
+			}
+		}
+	}
+	return b.String()
+}
+
 func TestReplicasHoldNoTruth(t *testing.T) {
 	for _, tc := range []struct {
 		replicas    int
@@ -248,7 +269,9 @@ func leaderKilledDuringABurst(t *testing.T, replicas int, persistence bool) {
 	for kills < 2 {
 		target := rand.IntN(n/2) + kills*n/3 //nolint:gosec // a random moment, not a secret
 		g.Eventually(scanned, patience, 100*time.Millisecond).Should(BeNumerically(">=", min(target, n-1)),
-			func() string { return fmt.Sprintf("%d of %d scanned", scanned(), n) })
+			func() string {
+				return fmt.Sprintf("%d of %d scanned\n%s", scanned(), n, unscanned(ctx, digests, runner))
+			})
 		leader := leaderOf(managers)
 		g.Expect(leader).NotTo(BeNil(), "no replica leads")
 		inFlightBefore := inFlightAtKills
@@ -277,7 +300,9 @@ func leaderKilledDuringABurst(t *testing.T, replicas int, persistence bool) {
 	}
 
 	g.Eventually(scanned, patience, 250*time.Millisecond).Should(Equal(n),
-		func() string { return fmt.Sprintf("%d of %d scanned; jobs %v", scanned(), n, runner.Ran()) })
+		func() string {
+			return fmt.Sprintf("%d of %d scanned\n%s", scanned(), n, unscanned(ctx, digests, runner))
+		})
 	g.Eventually(func() (int32, error) {
 		vulnerability, err := vulnerabilityOf(ctx, "CVE-2021-44228")
 		return vulnerability.Status.WorkloadCount, err
