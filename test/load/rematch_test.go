@@ -207,8 +207,8 @@ func runPods(ctx context.Context, c client.Client, namespace, prefix string, ref
 	return <-errs
 }
 
-// matchedSince counts the Scanned ImageScans matched against a database built at or after
-// built (any database for the zero time).
+// matchedSince counts the stored images' Scanned ImageScans matched against a database built at
+// or after built (any database for the zero time); the new images admitted are not counted.
 func matchedSince(ctx context.Context, c client.Client, built time.Time) (int, error) {
 	scans := &vigilv1alpha1.ImageScanList{}
 	if err := c.List(ctx, scans); err != nil {
@@ -216,7 +216,8 @@ func matchedSince(ctx context.Context, c client.Client, built time.Time) (int, e
 	}
 	count := 0
 	for _, scan := range scans.Items {
-		if scan.Status.Phase == vigilv1alpha1.ImageScanScanned && scan.Status.Database != nil &&
+		stored := slices.ContainsFunc(scan.Spec.References, func(r vigilv1alpha1.ImageReference) bool { return r.Namespace == "stored" })
+		if stored && scan.Status.Phase == vigilv1alpha1.ImageScanScanned && scan.Status.Database != nil &&
 			!scan.Status.Database.Built.Time.Before(built.Truncate(time.Second)) {
 			count++
 		}
