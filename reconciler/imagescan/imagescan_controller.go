@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -160,7 +161,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		// fresh series of attempts.
 		status := scan.Status.DeepCopy()
 		status.Phase = vigilv1alpha1.ImageScanPending
-		status.Attempts = 0
+		newSeries(status)
 		status.MatchAttempts = 0
 		setCondition(status, scan, vigilv1alpha1.ConditionScanned, metav1.ConditionFalse, ReasonRetryScheduled, "The image's references changed")
 		return ctrl.Result{}, r.writeStatus(ctx, scan, status)
@@ -206,10 +207,10 @@ func (r *Reconciler) pending(ctx context.Context, scan *vigilv1alpha1.ImageScan)
 	now := metav1.NewTime(time.Now())
 	status.LastAttemptTime = &now
 	setCondition(status, scan, vigilv1alpha1.ConditionSBOMStored, metav1.ConditionFalse, ReasonScanning,
-		fmt.Sprintf("Attempt %d of %d", request.Attempt, r.MaxAttempts))
+		fmt.Sprintf("Attempt %d of %d", seriesAttempts(status), r.MaxAttempts))
 	if scan.Status.Database == nil {
 		setCondition(status, scan, vigilv1alpha1.ConditionScanned, metav1.ConditionFalse, ReasonScanning,
-			fmt.Sprintf("Attempt %d of %d", request.Attempt, r.MaxAttempts))
+			fmt.Sprintf("Attempt %d of %d", seriesAttempts(status), r.MaxAttempts))
 	}
 	if err := r.writeStatus(ctx, scan, status); err != nil {
 		return ctrl.Result{}, err
@@ -262,12 +263,13 @@ func (r *Reconciler) requeueAttempt(ctx context.Context, scan *vigilv1alpha1.Ima
 	status := scan.Status.DeepCopy()
 	status.Phase = vigilv1alpha1.ImageScanPending
 	if !counted {
-		status.Attempts--
+		// The attempt keeps its number (its Job, its report), but not its place in the budget.
+		status.FirstAttempt = max(status.FirstAttempt, 1) + 1
 	}
-	if status.Attempts >= r.MaxAttempts {
+	if seriesAttempts(status) >= r.MaxAttempts {
 		status.Phase = vigilv1alpha1.ImageScanFailed
 		reason = ReasonScanFailed
-		message = fmt.Sprintf("%s; no attempt left after %d", message, status.Attempts)
+		message = fmt.Sprintf("%s; no attempt left after %d", message, seriesAttempts(status))
 	}
 	status.LastAttemptTime = nil // no wait: nothing failed that waiting would mend
 	setCondition(status, scan, vigilv1alpha1.ConditionSBOMStored, metav1.ConditionFalse, reason, message)
@@ -341,7 +343,7 @@ func (r *Reconciler) outcomeStatus(scan *vigilv1alpha1.ImageScan, outcome execut
 	}
 	status.LastAttemptTime = &at
 	// The message is Vigil's own short explanation, never text that a registry sent.
-	reason, message := sbom.Explain(outcome.Err, ReasonScanFailed)
+	reason, message, final := explainFailure(outcome.Err)
 	var tooLarge *sbom.TooLargeError
 	var oomKilled *executor.OOMKilledError
 	switch {
@@ -350,7 +352,7 @@ func (r *Reconciler) outcomeStatus(scan *vigilv1alpha1.ImageScan, outcome execut
 	case errors.As(outcome.Err, &oomKilled):
 		status.Phase = vigilv1alpha1.ImageScanTooLarge
 		reason = ReasonOOMKilled
-	case status.Attempts >= r.MaxAttempts || reason == ReasonAuthenticationFailed || reason == sbom.ReasonRegistryDenied:
+	case seriesAttempts(status) >= r.MaxAttempts || final:
 		status.Phase = vigilv1alpha1.ImageScanFailed
 	default:
 		status.Phase = vigilv1alpha1.ImageScanPending
@@ -359,6 +361,31 @@ func (r *Reconciler) outcomeStatus(scan *vigilv1alpha1.ImageScan, outcome execut
 	setCondition(status, scan, vigilv1alpha1.ConditionSBOMStored, metav1.ConditionFalse, reason, message)
 	setCondition(status, scan, vigilv1alpha1.ConditionScanned, metav1.ConditionFalse, reason, message)
 	return status
+}
+
+// explainFailure explains a failed attempt and tells whether it is final. An attempt tries
+// each of its references, each with its own namespace's credentials, and fails with the failure
+// of each (joined): it is final only when every reference failed for a reason that no retry
+// mends (credentials refused, a registry the policy denies), so that a bogus pull secret in
+// one namespace never ends the scan of an image that another namespace can pull.
+func explainFailure(err error) (reason, message string, final bool) {
+	failures := []error{err}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok && len(joined.Unwrap()) > 0 {
+		failures = joined.Unwrap()
+	}
+	final = true
+	var messages []string
+	for _, failure := range failures {
+		failureReason, failureMessage := sbom.Explain(failure, ReasonScanFailed)
+		if reason == "" {
+			reason = failureReason
+		}
+		final = final && (failureReason == ReasonAuthenticationFailed || failureReason == sbom.ReasonRegistryDenied)
+		if !slices.Contains(messages, failureMessage) {
+			messages = append(messages, failureMessage)
+		}
+	}
+	return reason, strings.Join(messages, "; "), final
 }
 
 // match matches the stored SBOM of scan against the database in use and records the findings;
@@ -501,10 +528,24 @@ func (r *Reconciler) backoff(attempts int32) time.Duration {
 
 // retryWait is how long a failed ImageScan still waits before its next attempt.
 func (r *Reconciler) retryWait(scan *vigilv1alpha1.ImageScan, now time.Time) time.Duration {
-	if scan.Status.LastAttemptTime == nil || scan.Status.Attempts == 0 {
+	attempts := seriesAttempts(&scan.Status)
+	if scan.Status.LastAttemptTime == nil || attempts == 0 {
 		return 0
 	}
-	return scan.Status.LastAttemptTime.Add(r.backoff(scan.Status.Attempts)).Sub(now)
+	return scan.Status.LastAttemptTime.Add(r.backoff(attempts)).Sub(now)
+}
+
+// seriesAttempts counts the attempts of status's current series, which has the whole budget of
+// MaxAttempts.
+func seriesAttempts(status *vigilv1alpha1.ImageScanStatus) int32 {
+	return max(status.Attempts-max(status.FirstAttempt, 1)+1, 0)
+}
+
+// newSeries starts a new series of attempts with the next one. Attempt numbers are never
+// reset: a number names an attempt's scan Job and the outcome it reports, and a previous
+// series' Job (kept for a while after it ends) or late report must not pass for the new one's.
+func newSeries(status *vigilv1alpha1.ImageScanStatus) {
+	status.FirstAttempt = status.Attempts + 1
 }
 
 // due tells whether a Pending ImageScan may start an attempt now.

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -113,6 +115,11 @@ func withCondition(kind string, status metav1.ConditionStatus, reason string) fu
 	}
 }
 
+// inSeriesFrom makes first the first attempt of the ImageScan's current series.
+func inSeriesFrom(first int32) func(*vigilv1alpha1.ImageScan) {
+	return func(scan *vigilv1alpha1.ImageScan) { scan.Status.FirstAttempt = first }
+}
+
 func withFindings(scan *vigilv1alpha1.ImageScan) {
 	scan.Status.Database = &vigilv1alpha1.DatabaseVersion{SchemaVersion: "v6.1.3", Built: metav1.NewTime(time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))}
 	scan.Status.Vulnerabilities = []vigilv1alpha1.ImageVulnerability{{ID: "CVE-2021-44228", Severity: vigilv1alpha1.SeverityCritical, Package: "log4j-core", Installed: "2.14.1"}}
@@ -131,6 +138,7 @@ func TestTheScanStateMachine(t *testing.T) {
 		stored       bool
 		wantPhase    vigilv1alpha1.ImageScanPhase
 		wantAttempts int32
+		wantSeries   int32 // attempts of the current series, when not wantAttempts
 		wantSubmit   bool
 		wantReason   string // of the SBOMStored condition, when set
 		wantFindings bool
@@ -148,10 +156,10 @@ func TestTheScanStateMachine(t *testing.T) {
 			wantPhase: vigilv1alpha1.ImageScanFailed, wantAttempts: 3, wantReason: ReasonScanFailed},
 		{name: "a stored SBOM that this replica lacks is scanned again, not counted",
 			scan:      scanIn(vigilv1alpha1.ImageScanScanning, 1, withCondition(vigilv1alpha1.ConditionSBOMStored, metav1.ConditionTrue, ReasonStored)),
-			wantPhase: vigilv1alpha1.ImageScanPending, wantAttempts: 0, wantReason: ReasonSBOMNotStored},
+			wantPhase: vigilv1alpha1.ImageScanPending, wantAttempts: 1, wantSeries: -1, wantReason: ReasonSBOMNotStored},
 		{name: "a scanned image's findings stay while it is scanned again",
 			scan:      scanIn(vigilv1alpha1.ImageScanScanning, 1, withFindings, withCondition(vigilv1alpha1.ConditionSBOMStored, metav1.ConditionTrue, ReasonStored)),
-			wantPhase: vigilv1alpha1.ImageScanPending, wantAttempts: 0, wantReason: ReasonSBOMNotStored, wantFindings: true},
+			wantPhase: vigilv1alpha1.ImageScanPending, wantAttempts: 1, wantSeries: -1, wantReason: ReasonSBOMNotStored, wantFindings: true},
 		{name: "a Scanned image is left to the Rematcher", scan: scanIn(vigilv1alpha1.ImageScanScanned, 1, withFindings),
 			wantPhase: vigilv1alpha1.ImageScanScanned, wantAttempts: 1, wantFindings: true},
 		{name: "a final failure stays while the spec is unchanged",
@@ -160,7 +168,13 @@ func TestTheScanStateMachine(t *testing.T) {
 		{name: "a final failure starts afresh when the references change",
 			scan: scanIn(vigilv1alpha1.ImageScanTooLarge, 1, withCondition(vigilv1alpha1.ConditionScanned, metav1.ConditionFalse, ReasonOOMKilled),
 				func(scan *vigilv1alpha1.ImageScan) { scan.Generation = 2 }),
-			wantPhase: vigilv1alpha1.ImageScanPending, wantAttempts: 0},
+			wantPhase: vigilv1alpha1.ImageScanPending, wantAttempts: 1, wantSeries: -1},
+		{name: "a new series' attempt has a number of its own", scan: scanIn(vigilv1alpha1.ImageScanPending, 3, inSeriesFrom(4)), granted: true,
+			wantPhase: vigilv1alpha1.ImageScanScanning, wantAttempts: 4, wantSeries: 1, wantSubmit: true, wantReason: ReasonScanning},
+		{name: "a new series has the whole budget", scan: scanIn(vigilv1alpha1.ImageScanScanning, 5, inSeriesFrom(4)), state: executor.Lost,
+			wantPhase: vigilv1alpha1.ImageScanPending, wantAttempts: 5, wantSeries: 2, wantReason: ReasonAttemptLost},
+		{name: "a new series ends with its budget", scan: scanIn(vigilv1alpha1.ImageScanScanning, 6, inSeriesFrom(4)), state: executor.Lost,
+			wantPhase: vigilv1alpha1.ImageScanFailed, wantAttempts: 6, wantSeries: 3, wantReason: ReasonScanFailed},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -178,6 +192,16 @@ func TestTheScanStateMachine(t *testing.T) {
 			}
 			if got.Status.Phase != tc.wantPhase || got.Status.Attempts != tc.wantAttempts {
 				t.Errorf("phase %q attempts %d, want %q and %d", got.Status.Phase, got.Status.Attempts, tc.wantPhase, tc.wantAttempts)
+			}
+			wantSeries := tc.wantSeries
+			switch wantSeries {
+			case 0:
+				wantSeries = tc.wantAttempts
+			case -1: // a new series, not started
+				wantSeries = 0
+			}
+			if series := seriesAttempts(&got.Status); series != wantSeries {
+				t.Errorf("%d attempts in the series (first %d), want %d", series, got.Status.FirstAttempt, wantSeries)
 			}
 			if submitted := len(exec.submitted) > 0; submitted != tc.wantSubmit {
 				t.Errorf("submitted %v, want %v", exec.submitted, tc.wantSubmit)
@@ -209,6 +233,7 @@ func TestRecordOutcome(t *testing.T) {
 		wantReason  string
 		wantSize    int64
 		wantRetried bool // the next attempt waits a backoff
+		wantMessage string
 	}{
 		{name: "a stored SBOM", scan: scanIn(vigilv1alpha1.ImageScanScanning, 1),
 			outcome:   executor.Outcome{Digest: testDigest, Attempt: 1, ImageSize: 4096},
@@ -219,9 +244,23 @@ func TestRecordOutcome(t *testing.T) {
 		{name: "the last failure is final", scan: scanIn(vigilv1alpha1.ImageScanScanning, 3),
 			outcome:   executor.Outcome{Digest: testDigest, Attempt: 3, Err: errors.New("connection reset")},
 			wantPhase: vigilv1alpha1.ImageScanFailed, wantReason: ReasonScanFailed},
+		{name: "a new series has attempts left after the previous one's", scan: scanIn(vigilv1alpha1.ImageScanScanning, 4, inSeriesFrom(4)),
+			outcome:   executor.Outcome{Digest: testDigest, Attempt: 4, Err: errors.New("connection reset")},
+			wantPhase: vigilv1alpha1.ImageScanPending, wantReason: ReasonRetryScheduled, wantRetried: true},
 		{name: "refused credentials are final", scan: scanIn(vigilv1alpha1.ImageScanScanning, 1),
 			outcome:   executor.Outcome{Digest: testDigest, Attempt: 1, Err: fmt.Errorf("pulling: %w", sbom.ErrUnauthorized)},
 			wantPhase: vigilv1alpha1.ImageScanFailed, wantReason: ReasonAuthenticationFailed},
+		{name: "every reference refused is final", scan: scanIn(vigilv1alpha1.ImageScanScanning, 1),
+			outcome: executor.Outcome{Digest: testDigest, Attempt: 1, Err: errors.Join(
+				fmt.Errorf("pulling a@%s: %w", testDigest, sbom.ErrUnauthorized),
+				&transport.Error{StatusCode: http.StatusForbidden})},
+			wantPhase: vigilv1alpha1.ImageScanFailed, wantReason: ReasonAuthenticationFailed},
+		{name: "one namespace's refused credentials do not end another's retry", scan: scanIn(vigilv1alpha1.ImageScanScanning, 1),
+			outcome: executor.Outcome{Digest: testDigest, Attempt: 1, Err: errors.Join(
+				fmt.Errorf("pulling a@%s: %w", testDigest, sbom.ErrUnauthorized),
+				&transport.Error{StatusCode: http.StatusServiceUnavailable})},
+			wantPhase: vigilv1alpha1.ImageScanPending, wantReason: ReasonRetryScheduled, wantRetried: true,
+			wantMessage: "the registry refused access; the registry answered 503 Service Unavailable"},
 		{name: "a registry the policy denies is final", scan: scanIn(vigilv1alpha1.ImageScanScanning, 1),
 			outcome:   executor.Outcome{Digest: testDigest, Attempt: 1, Err: fmt.Errorf("pulling: %w", &sbom.RegistryDeniedError{Address: "169.254.169.254:80", Rule: "169.254.0.0/16"})},
 			wantPhase: vigilv1alpha1.ImageScanFailed, wantReason: sbom.ReasonRegistryDenied},
@@ -260,6 +299,9 @@ func TestRecordOutcome(t *testing.T) {
 			}
 			if tc.wantReason != "" && scannedCondition(got).Reason != tc.wantReason {
 				t.Errorf("Scanned reason %q, want %q", scannedCondition(got).Reason, tc.wantReason)
+			}
+			if tc.wantMessage != "" && scannedCondition(got).Message != tc.wantMessage {
+				t.Errorf("Scanned message %q, want %q", scannedCondition(got).Message, tc.wantMessage)
 			}
 			if tc.wantSize > 0 && (got.Status.SBOM == nil || got.Status.SBOM.ImageSize != tc.wantSize) {
 				t.Errorf("image size %+v, want %d", got.Status.SBOM, tc.wantSize)

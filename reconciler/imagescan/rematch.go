@@ -147,7 +147,7 @@ func isStale(scan *vigilv1alpha1.ImageScan, built time.Time) bool {
 func (m *Rematcher) rescan(ctx context.Context, scan *vigilv1alpha1.ImageScan) error {
 	status := scan.Status.DeepCopy()
 	status.Phase = vigilv1alpha1.ImageScanPending
-	status.Attempts = 0
+	newSeries(status)
 	status.LastAttemptTime = nil
 	setCondition(status, scan, vigilv1alpha1.ConditionSBOMStored, metav1.ConditionFalse, ReasonRescan,
 		"A new vulnerability database needs the SBOM, which this replica's store lacks; scanning again")

@@ -16,7 +16,9 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
 	"github.com/vigil-dev/vigil/test/testenv"
@@ -64,6 +66,9 @@ var variants = []struct {
 	{"metrics", []string{"@metrics.yaml"}},
 	{"scan-jobs", []string{"@scan-jobs.yaml"}},
 	{"dashboard", []string{"dashboard.enabled=true"}},
+	{"persistence-on", []string{"persistence.enabled=true"}},
+	{"persistence-off", []string{"persistence.enabled=false"}},
+	{"persistence-storage-class", []string{"persistence.storageClass=fast-ssd", "persistence.size=20Gi"}},
 }
 
 // valueArgs are helm's arguments for a variant's values.
@@ -131,6 +136,7 @@ func TestSchemaRejectsWrongValues(t *testing.T) {
 		{"vulnerabilityScanning.concurrency=0", "/vulnerabilityScanning/concurrency': minimum: got 0, want 1"},
 		{"excludedNamespaces={Not_A_Namespace}", "excludedNamespaces"},
 		{"unknownValue=1", "unknownValue"},
+		{"persistence.enabled=maybe", "/persistence/enabled'"},
 		{"image.digest=latest", "/image/digest': 'latest' does not match pattern"},
 		{"proxy.httpsProxy=proxy:3128", "/proxy/httpsProxy'"},
 		{"metrics.workloadSeriesLimit=-1", "/metrics/workloadSeriesLimit': minimum"},
@@ -211,6 +217,102 @@ func TestThePDBRendersOnlyWhenItCannotBlockADrain(t *testing.T) {
 			t.Errorf("replicas=%s: default pod anti-affinity %v", tc.replicas, antiAffinity)
 		}
 	}
+}
+
+// TestPersistenceGivesEachReplicaAClaimOfItsOwn: with persistence the manager is a StatefulSet
+// whose replicas each claim a volume (only the leader writes SBOMs; a shared claim would need
+// ReadWriteMany and would have two writers); without it a Deployment with an emptyDir. The
+// default, auto, looks the cluster's default StorageClass up, which `helm template` cannot:
+// there it renders what a cluster without storage gets (test/integration plays a cluster with
+// a default class).
+func TestPersistenceGivesEachReplicaAClaimOfItsOwn(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		set         []string
+		persistence bool
+		class       string
+	}{
+		{"auto without a cluster", nil, false, ""},
+		{"forced off", []string{"persistence.enabled=false", "persistence.storageClass=fast-ssd"}, false, ""},
+		{"forced on", []string{"persistence.enabled=true"}, true, ""},
+		{"auto with a class named", []string{"persistence.storageClass=fast-ssd"}, true, "fast-ssd"},
+		{"forced on, one replica", []string{"persistence.enabled=true", "replicas=1"}, true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := render(t, tc.set)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if claims := documents(t, out, "PersistentVolumeClaim"); len(claims) != 0 {
+				t.Errorf("a claim shared by the replicas: %v", claims)
+			}
+			deployments, statefulSets := documents(t, out, "Deployment"), documents(t, out, "StatefulSet")
+			if !tc.persistence {
+				if len(deployments) != 1 || len(statefulSets) != 0 {
+					t.Fatalf("%d Deployments and %d StatefulSets, want the manager's Deployment", len(deployments), len(statefulSets))
+				}
+				deployment := &appsv1.Deployment{}
+				convert(t, deployments[0], deployment)
+				if volume := volumeNamed(deployment.Spec.Template.Spec.Volumes, "data"); volume == nil || volume.EmptyDir == nil {
+					t.Errorf("the data volume is %+v, want an emptyDir", volume)
+				}
+				return
+			}
+			if len(deployments) != 0 || len(statefulSets) != 1 {
+				t.Fatalf("%d Deployments and %d StatefulSets, want the manager's StatefulSet", len(deployments), len(statefulSets))
+			}
+			statefulSet := &appsv1.StatefulSet{}
+			convert(t, statefulSets[0], statefulSet)
+			spec := statefulSet.Spec
+			if volume := volumeNamed(spec.Template.Spec.Volumes, "data"); volume != nil {
+				t.Errorf("the pod has a data volume %+v besides its claim", volume)
+			}
+			if len(spec.VolumeClaimTemplates) != 1 || spec.VolumeClaimTemplates[0].Name != "data" {
+				t.Fatalf("claim templates %+v, want one named data", spec.VolumeClaimTemplates)
+			}
+			claim := spec.VolumeClaimTemplates[0].Spec
+			if !slices.Equal(claim.AccessModes, []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}) {
+				t.Errorf("access modes %v, want ReadWriteOnce: each replica has its own claim", claim.AccessModes)
+			}
+			if got := ptr.Deref(claim.StorageClassName, ""); got != tc.class {
+				t.Errorf("storage class %q, want %q", got, tc.class)
+			}
+			if spec.ServiceName != "vigil-webhook" || spec.PodManagementPolicy != appsv1.ParallelPodManagement {
+				t.Errorf("service %q, pod management %q", spec.ServiceName, spec.PodManagementPolicy)
+			}
+			if policy := spec.PersistentVolumeClaimRetentionPolicy; policy == nil || policy.WhenDeleted != appsv1.DeletePersistentVolumeClaimRetentionPolicyType {
+				t.Errorf("claim retention %+v: the claims should go with the release", policy)
+			}
+			mounted := false
+			for _, mount := range spec.Template.Spec.Containers[0].VolumeMounts {
+				mounted = mounted || (mount.Name == "data" && mount.MountPath == "/var/lib/vigil")
+			}
+			if !mounted {
+				t.Error("the claim is not mounted at /var/lib/vigil")
+			}
+		})
+	}
+}
+
+// convert decodes a rendered document into object.
+func convert(t *testing.T, document map[string]any, object any) {
+	t.Helper()
+	data, err := yaml.Marshal(document)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(data, object); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func volumeNamed(volumes []corev1.Volume, name string) *corev1.Volume {
+	for i := range volumes {
+		if volumes[i].Name == name {
+			return &volumes[i]
+		}
+	}
+	return nil
 }
 
 func TestRemovingTheScannerCPULimitRendersNoEmptyFlag(t *testing.T) {
@@ -366,9 +468,10 @@ func TestTheManagerAcceptsTheRenderedArguments(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, document := range strings.Split(out, "\n---\n") {
-			if !strings.Contains(document, "kind: Deployment") {
+			if !strings.Contains(document, "kind: Deployment") && !strings.Contains(document, "kind: StatefulSet") {
 				continue
 			}
+			// The manager runs as a Deployment, or a StatefulSet with persistence: the same pod.
 			deployment := &appsv1.Deployment{}
 			if err := yaml.Unmarshal([]byte(document), deployment); err != nil {
 				t.Fatal(err)

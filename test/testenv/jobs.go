@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,6 +63,13 @@ func (r *JobRunner) Run(ctx context.Context) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// Output is the output of each Job that ended, by name.
+func (r *JobRunner) Output() map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.Logs)
 }
 
 // Ran tells the Jobs run so far.
@@ -129,6 +137,10 @@ func (r *JobRunner) run(ctx context.Context, job *batchv1.Job) (string, error) {
 	var args []string
 	for _, arg := range container.Args {
 		for mountPath, local := range mounts {
+			if arg == mountPath {
+				arg = local
+				break
+			}
 			if rest, ok := strings.CutPrefix(arg, mountPath+"/"); ok {
 				arg = filepath.Join(local, rest)
 				break

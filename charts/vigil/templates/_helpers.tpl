@@ -163,3 +163,27 @@ volumeMounts:
 - {name: ca-bundle, mountPath: /etc/vigil/ca-bundle}
 {{- end }}
 {{- end -}}
+
+{{/*
+vigil.persistence is "true" when the manager's replicas keep their SBOMs and database on claims
+of their own: persistence.enabled true, or auto (the default) when persistence.storageClass
+names a class or the cluster has a default StorageClass. `helm template` and client-side dry
+runs see no cluster, so auto renders no claims there.
+*/}}
+{{- define "vigil.persistence" -}}
+{{- $enabled := .Values.persistence.enabled }}
+{{- if eq (toString $enabled) "true" }}true
+{{- else if eq (toString $enabled) "auto" }}
+{{- if .Values.persistence.storageClass }}true
+{{- else }}
+{{- $default := false }}
+{{- range (lookup "storage.k8s.io/v1" "StorageClass" "" "").items }}
+{{- $annotations := .metadata.annotations | default dict }}
+{{- if or (eq (get $annotations "storageclass.kubernetes.io/is-default-class") "true") (eq (get $annotations "storageclass.beta.kubernetes.io/is-default-class") "true") }}
+{{- $default = true }}
+{{- end }}
+{{- end }}
+{{- if $default }}true{{ end }}
+{{- end }}
+{{- end }}
+{{- end -}}

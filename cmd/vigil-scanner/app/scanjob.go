@@ -104,7 +104,6 @@ func runScanJob(ctx context.Context, o *scanJobOptions, stderr io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("--registry-allow-network: %w", err)
 	}
-	var failure executor.Failure
 	var errs []error
 	for i, image := range o.images {
 		options := sbom.Options{
@@ -131,26 +130,33 @@ func runScanJob(ctx context.Context, o *scanJobOptions, stderr io.Writer) error 
 			return report(ctx, o, executor.ReportSBOM, generated.JSON, generated.ImageSize, stderr)
 		}
 		errs = append(errs, err)
-		var tooLarge *sbom.TooLargeError
-		if errors.As(err, &tooLarge) {
-			failure.TooLarge = true
-			break
+		if errors.As(err, new(*sbom.TooLargeError)) {
+			break // the same image from another reference is as large
 		}
-		failure.Unauthorized = failure.Unauthorized || errors.Is(err, sbom.ErrUnauthorized)
 	}
-	// The manager writes this into the ImageScan's status and Events: only Vigil's own short
-	// explanation of each failure, never text that a registry sent.
-	messages := make([]string, len(errs))
-	for i, err := range errs {
-		_, messages[i] = sbom.Explain(err, "")
-	}
-	failure.Error = cli.OneLine(strings.Join(messages, "; "))
 	fmt.Fprintf(stderr, "Scan failed: %s\n", sbom.Sanitize(errors.Join(errs...).Error(), 4096))
-	body, err := json.Marshal(failure)
+	body, err := json.Marshal(failureOf(errs))
 	if err != nil {
 		return err
 	}
 	return report(ctx, o, executor.ReportFailure, body, 0, stderr)
+}
+
+// failureOf is the failure report of an attempt whose references failed with errs, one each.
+// The manager writes its text into the ImageScan's status and Events: only Vigil's own short
+// explanation of each failure, never text that a registry sent. The attempt counts as refused
+// by the registry only when every reference was: a bogus pull secret in one namespace must not
+// end the scan of an image that another namespace can pull.
+func failureOf(errs []error) executor.Failure {
+	failure := executor.Failure{Unauthorized: len(errs) > 0}
+	messages := make([]string, len(errs))
+	for i, err := range errs {
+		_, messages[i] = sbom.Explain(err, "")
+		failure.TooLarge = failure.TooLarge || errors.As(err, new(*sbom.TooLargeError))
+		failure.Unauthorized = failure.Unauthorized && errors.Is(err, sbom.ErrUnauthorized)
+	}
+	failure.Error = cli.OneLine(strings.Join(messages, "; "))
+	return failure
 }
 
 // report sends one report, trying again until it is recorded: the manager answers 503 from a

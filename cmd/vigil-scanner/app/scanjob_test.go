@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/vigil-dev/vigil/pkg/executor"
+	"github.com/vigil-dev/vigil/pkg/sbom"
 )
 
 // TestAReportIsSentAgainUntilTheLeaderRecordsIt plays a manager of two replicas whose follower
@@ -79,5 +82,36 @@ func TestAReportRefusedForItsCredentialsIsNotSentAgain(t *testing.T) {
 	options := &scanJobOptions{reportURL: server.URL + executor.ReportPath, tokenFile: tokenFile, caFile: caFile, reportTimeout: time.Minute}
 	if err := report(context.Background(), options, executor.ReportFailure, []byte(`{"error":"x"}`), 0, io.Discard); err == nil || tries != 1 {
 		t.Errorf("report = %v after %d tries, want an error after one", err, tries)
+	}
+}
+
+// TestAFailureIsRefusedCredentialsOnlyWhenEveryReferenceWasRefused: the manager ends a scan at
+// once for refused credentials, so one namespace's bogus pull secret must not say so for an
+// image that another namespace's reference failed to pull for a reason a retry mends.
+func TestAFailureIsRefusedCredentialsOnlyWhenEveryReferenceWasRefused(t *testing.T) {
+	refused := fmt.Errorf("pulling a: %w", sbom.ErrUnauthorized)
+	reset := errors.New("connection reset")
+	tests := []struct {
+		name string
+		errs []error
+		want executor.Failure
+	}{
+		{"one reference refused", []error{refused},
+			executor.Failure{Unauthorized: true, Error: "the registry refused access"}},
+		{"every reference refused", []error{refused, refused},
+			executor.Failure{Unauthorized: true, Error: "the registry refused access; the registry refused access"}},
+		{"one refused, the other reset", []error{refused, reset},
+			executor.Failure{Error: "the registry refused access; connection reset"}},
+		{"one reset, the other refused", []error{reset, refused},
+			executor.Failure{Error: "connection reset; the registry refused access"}},
+		{"a too large image", []error{refused, &sbom.TooLargeError{What: "image", Size: 2, Limit: 1}},
+			executor.Failure{TooLarge: true, Error: "the registry refused access; " + (&sbom.TooLargeError{What: "image", Size: 2, Limit: 1}).Error()}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := failureOf(tc.errs); got != tc.want {
+				t.Errorf("failureOf = %+v, want %+v", got, tc.want)
+			}
+		})
 	}
 }

@@ -106,10 +106,18 @@ type ImageScanStatus struct {
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
-	// Attempts counts the scan attempts of this digest.
+	// Attempts counts the scan attempts of this digest. An attempt's number is never given to
+	// another attempt: it names the attempt's scan Job and the outcome it reports.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	Attempts int32 `json:"attempts,omitempty"`
+
+	// FirstAttempt is the first attempt of the current series; the series has the whole budget of
+	// attempts. New references after a final failure, or a scan again for an SBOM that the store
+	// lost, start a new series. Zero stands for 1.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	FirstAttempt int32 `json:"firstAttempt,omitempty"`
 
 	// LastAttemptTime is when the last attempt at resolving or scanning started or failed; retries
 	// wait a backoff from it.
