@@ -130,3 +130,82 @@ func TestAnInProcessScanRecordsItsOutcome(t *testing.T) {
 	}
 	t.Error("a finished attempt is still running")
 }
+
+// timedOutcomes fails the first failures recordings and notes when each was tried.
+type timedOutcomes struct {
+	failures int
+	tries    []time.Time
+}
+
+func (o *timedOutcomes) RecordOutcome(context.Context, Outcome) error {
+	o.tries = append(o.tries, time.Now())
+	if len(o.tries) <= o.failures {
+		return errors.New("the API server is unavailable")
+	}
+	return nil
+}
+
+func TestAnOutcomeThatCannotBeRecordedIsTriedAgainWithBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		recorder := &timedOutcomes{failures: 9}
+		e := NewInProcess(nil, sbom.Options{}, 1, time.Minute, recorder)
+		e.record(context.Background(), Outcome{Digest: testDigest, Attempt: 1})
+		if len(recorder.tries) != 10 {
+			t.Fatalf("tried %d times, want until the tenth try succeeds", len(recorder.tries))
+		}
+		var gaps []time.Duration
+		for i := 1; i < len(recorder.tries); i++ {
+			gaps = append(gaps, recorder.tries[i].Sub(recorder.tries[i-1]))
+		}
+		// 100 ms, doubled after each failure, at most 10 s: no hot loop against an API server
+		// that is down, and no wait longer than 10 s once it is back.
+		want := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond,
+			1600 * time.Millisecond, 3200 * time.Millisecond, 6400 * time.Millisecond, 10 * time.Second, 10 * time.Second}
+		for i := range want {
+			if gaps[i] != want[i] {
+				t.Fatalf("waits between tries %v, want %v", gaps, want)
+			}
+		}
+	})
+}
+
+func TestAnOutcomeRecordedAlreadyIsNotTriedAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		calls := 0
+		e := NewInProcess(nil, sbom.Options{}, 1, time.Minute, outcomeFunc(func() error { calls++; return ErrStaleAttempt }))
+		e.record(context.Background(), Outcome{Digest: testDigest, Attempt: 1})
+		if calls != 1 {
+			t.Errorf("tried %d times, want once: a stale attempt's outcome is not wanted", calls)
+		}
+	})
+}
+
+// outcomeFunc is an OutcomeRecorder of one function.
+type outcomeFunc func() error
+
+func (f outcomeFunc) RecordOutcome(context.Context, Outcome) error { return f() }
+
+func TestRecordingAnOutcomeStopsWithTheManager(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := NewInProcess(nil, sbom.Options{}, 1, time.Minute, outcomeFunc(func() error { return errors.New("the API server is unavailable") }))
+		ctx, stop := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			e.record(ctx, Outcome{Digest: testDigest, Attempt: 1})
+		}()
+		time.Sleep(time.Minute)
+		select {
+		case <-done:
+			t.Fatal("recording gave up while the manager runs")
+		default:
+		}
+		stop()
+		synctest.Wait()
+		select {
+		case <-done:
+		default:
+			t.Error("recording goes on after the manager stopped")
+		}
+	})
+}
