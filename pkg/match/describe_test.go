@@ -81,3 +81,14 @@ func TestWhichRecordDescribesAFinding(t *testing.T) {
 		}
 	}
 }
+
+func TestOnATieTheVulnerabilitysOwnDescriptionWins(t *testing.T) {
+	primary := models.VulnerabilityMetadata{ID: "DSA-5343-1", Description: "openssl security update"}
+	related := []models.VulnerabilityMetadata{{ID: "CVE-2023-0286", Description: "X.400 type confusion!!!"}}
+	if len(primary.Description) != len(related[0].Description) {
+		t.Fatal("the descriptions must be of one length")
+	}
+	if got := describe(primary, related).Description; got != primary.Description {
+		t.Errorf("description %q, want the record's own %q", got, primary.Description)
+	}
+}
