@@ -92,3 +92,12 @@ func TestOnATieTheVulnerabilitysOwnDescriptionWins(t *testing.T) {
 		t.Errorf("description %q, want the record's own %q", got, primary.Description)
 	}
 }
+
+func TestOnATieTheFirstEPSSRecordWins(t *testing.T) {
+	primary := models.VulnerabilityMetadata{ID: "CVE-2023-0286", EPSS: []models.EPSS{
+		{EPSS: 0.5, Percentile: 0.9, Date: "2026-11-01"}, {EPSS: 0.5, Percentile: 0.8, Date: "2026-10-01"},
+	}}
+	if got := describe(primary, nil).EPSS; got == nil || got.Date != "2026-11-01" {
+		t.Errorf("EPSS %+v, want the first of two equal scores", got)
+	}
+}
