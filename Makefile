@@ -38,6 +38,11 @@ fuzz: ## Fuzz the admission request decoding and image extraction, FUZZ_TIME (ex
 test-unit: ## Run the unit tests only (no API server)
 	go test $(GO_TEST_FLAGS) -short ./...
 
+MUTATION_PACKAGES ?=
+.PHONY: mutation
+mutation: ## Measure the mutation score of the core packages' unit tests (slow; not part of test), MUTATION_PACKAGES to pick
+	hack/mutation.sh $(MUTATION_PACKAGES)
+
 .PHONY: tools
 tools: controlplane grype helm chromium ## Build the tools the tests run (cached after the first time)
 

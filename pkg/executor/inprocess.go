@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/vigil-dev/vigil/pkg/sbom"
@@ -84,16 +83,25 @@ func (e *InProcess) run(ctx context.Context, stop <-chan struct{}, req Request) 
 
 // record persists outcome, retrying with backoff until it is persisted, stale, or the manager
 // stops.
+// The wait starts at 100 ms and doubles up to 10 s. (wait.Backoff is not used: reaching its Cap
+// ends its steps, which gave up after seven tries.)
 func (e *InProcess) record(ctx context.Context, outcome Outcome) {
-	backoff := wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Steps: 1 << 30, Cap: 10 * time.Second}
-	_ = wait.ExponentialBackoffWithContext(ctx, backoff, func(ctx context.Context) (bool, error) {
+	delay := 100 * time.Millisecond
+	for {
 		err := e.outcomes.RecordOutcome(ctx, outcome)
 		if err == nil || errors.Is(err, ErrStaleAttempt) {
-			return true, nil
+			return
 		}
 		log.FromContext(ctx).Error(err, "Recording a scan outcome failed; retrying", "digest", outcome.Digest)
-		return false, nil
-	})
+		timer := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C:
+		}
+		delay = min(2*delay, 10*time.Second)
+	}
 }
 
 // scan tries each pinned reference until one gives an SBOM, and stores it.

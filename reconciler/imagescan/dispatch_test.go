@@ -1,0 +1,54 @@
+package imagescan
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
+)
+
+func TestTheDispatcherStartsQueuedScansUpToItsBound(t *testing.T) {
+	now := time.Now()
+	scan := func(name string, phase vigilv1alpha1.ImageScanPhase, age time.Duration) client.Object {
+		s := &vigilv1alpha1.ImageScan{ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(now.Add(-age))},
+			Spec:   vigilv1alpha1.ImageScanSpec{Digest: "sha256:" + name, References: []vigilv1alpha1.ImageReference{{Image: name, Namespace: "shop"}}},
+			Status: vigilv1alpha1.ImageScanStatus{Phase: phase}}
+		return s
+	}
+	r := newReconciler(t, &fakeExecutor{}, fakeStore{},
+		scan("running", vigilv1alpha1.ImageScanScanning, time.Hour),
+		scan("oldest", vigilv1alpha1.ImageScanPending, 3*time.Minute),
+		scan("older", vigilv1alpha1.ImageScanPending, 2*time.Minute),
+		scan("newest", "", time.Minute),
+		scan("scanned", vigilv1alpha1.ImageScanScanned, 4*time.Minute),
+	)
+	var started []string
+	d := r.Dispatcher
+	d.Concurrency = 3
+	d.start = func(name string) { started = append(started, name) }
+	if err := d.dispatch(context.Background(), now); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(started, []string{"oldest", "older"}) {
+		t.Errorf("started %v, want the two oldest queued scans beside the one running", started)
+	}
+	started = nil
+	if err := d.dispatch(context.Background(), now.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if len(started) != 0 {
+		t.Errorf("started %v while the granted scans have not started yet", started)
+	}
+	// A grant that is never taken expires, and its slot goes to the next scan.
+	if err := d.dispatch(context.Background(), now.Add(grantTTL+time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(started, []string{"oldest", "older"}) {
+		t.Errorf("after the grants expired, started %v, want them granted again", started)
+	}
+}

@@ -1,0 +1,238 @@
+package imagescan
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/anchore/grype/grype/vulnerability/mock"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
+	"github.com/vigil-dev/vigil/pkg/index"
+	"github.com/vigil-dev/vigil/pkg/match"
+)
+
+// debianSBOM is the syft JSON of an image with one Debian package.
+const debianSBOM = `{
+ "artifacts": [{"id": "a1", "name": "libssl3", "version": "3.0.7-1", "type": "deb", "foundBy": "dpkg-db-cataloger",
+   "locations": [{"path": "/var/lib/dpkg/status"}], "licenses": [], "language": "", "cpes": [],
+   "purl": "pkg:deb/debian/libssl3@3.0.7-1?arch=amd64&distro=debian-12"}],
+ "artifactRelationships": [],
+ "source": {"id": "s1", "name": "registry.example/shop/api", "version": "1.4", "type": "image", "metadata": {}},
+ "distro": {"prettyName": "Debian GNU/Linux 12 (bookworm)", "name": "Debian GNU/Linux", "id": "debian", "versionID": "12"},
+ "descriptor": {"name": "syft", "version": "1.57.0"},
+ "schema": {"version": "16.1.0", "url": "https://raw.githubusercontent.com/anchore/syft/main/schema/json/schema-16.1.0.json"}
+}`
+
+// sbomStore holds SBOMs by digest.
+type sbomStore map[string]string
+
+func (s sbomStore) Has(digest string) bool { _, ok := s[digest]; return ok }
+func (s sbomStore) Get(digest string) ([]byte, error) {
+	if sbom, ok := s[digest]; ok {
+		return []byte(sbom), nil
+	}
+	return nil, errors.New("not stored")
+}
+
+// fixedDatabase is a Database built at built, without vulnerabilities; unavailable makes
+// Acquire fail, as it does while the database is swapped.
+type fixedDatabase struct {
+	built       time.Time
+	unavailable bool
+}
+
+func (d fixedDatabase) Built() time.Time { return d.built }
+func (d fixedDatabase) Acquire() (*match.Matcher, func(), error) {
+	if d.unavailable {
+		return nil, nil, errors.New("the database is being replaced")
+	}
+	return match.NewMatcher(mock.VulnerabilityProvider(), match.Database{SchemaVersion: "v6.1.3", Built: d.built}), func() {}, nil
+}
+
+func TestMatchingAStoredSBOM(t *testing.T) {
+	built := time.Date(2026, 11, 29, 6, 0, 0, 0, time.UTC)
+	stored := func(matchAttempts int32) *vigilv1alpha1.ImageScan {
+		return scanIn(vigilv1alpha1.ImageScanScanning, 1, withCondition(vigilv1alpha1.ConditionSBOMStored, metav1.ConditionTrue, ReasonStored),
+			func(scan *vigilv1alpha1.ImageScan) { scan.Status.MatchAttempts = matchAttempts })
+	}
+	tests := []struct {
+		name              string
+		scan              *vigilv1alpha1.ImageScan
+		database          Database
+		sbom              string
+		wantPhase         vigilv1alpha1.ImageScanPhase
+		wantReason        string // of the Scanned condition
+		wantMatchAttempts int32
+		wantRequeue       time.Duration
+		wantEvent         string
+	}{
+		{name: "no database yet: it waits", scan: stored(0), database: noDatabase{}, sbom: debianSBOM,
+			wantPhase: vigilv1alpha1.ImageScanScanning, wantReason: ReasonDatabaseNotReady, wantRequeue: 10 * time.Second},
+		{name: "a match", scan: stored(0), database: fixedDatabase{built: built}, sbom: debianSBOM,
+			wantPhase: vigilv1alpha1.ImageScanScanned, wantReason: ReasonMatched, wantEvent: "Normal Matched 0 vulnerabilities in 1 packages"},
+		{name: "a match after two that never finished", scan: stored(maxMatchAttempts - 1), database: fixedDatabase{built: built}, sbom: debianSBOM,
+			wantPhase: vigilv1alpha1.ImageScanScanned, wantReason: ReasonMatched, wantEvent: "Normal Matched"},
+		{name: "too many matches that never finished: too large", scan: stored(maxMatchAttempts), database: fixedDatabase{built: built}, sbom: debianSBOM,
+			wantPhase: vigilv1alpha1.ImageScanTooLarge, wantReason: ReasonMatchOutOfMemory, wantMatchAttempts: maxMatchAttempts},
+		{name: "a database being replaced: it comes back, the match counted", scan: stored(0), database: fixedDatabase{built: built, unavailable: true}, sbom: debianSBOM,
+			wantPhase: vigilv1alpha1.ImageScanScanning, wantMatchAttempts: 1, wantRequeue: 10 * time.Second},
+		{name: "an SBOM that cannot be read fails the image", scan: stored(1), database: fixedDatabase{built: built}, sbom: "not\nan SBOM",
+			wantPhase: vigilv1alpha1.ImageScanFailed, wantReason: ReasonMatchFailed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newReconciler(t, &fakeExecutor{}, fakeStore{}, tc.scan)
+			r.SBOMs = sbomStore{testDigest: tc.sbom}
+			r.Database = tc.database
+			recorder := events.NewFakeRecorder(10)
+			r.Events = recorder
+			result, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Name: tc.scan.Name}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if result.RequeueAfter != tc.wantRequeue {
+				t.Errorf("requeue after %s, want %s", result.RequeueAfter, tc.wantRequeue)
+			}
+			got := &vigilv1alpha1.ImageScan{}
+			if err := r.Client.Get(context.Background(), client.ObjectKeyFromObject(tc.scan), got); err != nil {
+				t.Fatal(err)
+			}
+			if got.Status.Phase != tc.wantPhase || got.Status.MatchAttempts != tc.wantMatchAttempts {
+				t.Errorf("phase %q with %d match attempts, want %q and %d", got.Status.Phase, got.Status.MatchAttempts, tc.wantPhase, tc.wantMatchAttempts)
+			}
+			condition := meta.FindStatusCondition(got.Status.Conditions, vigilv1alpha1.ConditionScanned)
+			if tc.wantReason != "" && (condition == nil || condition.Reason != tc.wantReason) {
+				t.Errorf("Scanned condition %+v, want reason %s", condition, tc.wantReason)
+			}
+			if condition != nil && strings.Contains(condition.Message, "\n") {
+				t.Errorf("the condition's message is not one line: %q", condition.Message)
+			}
+			if tc.wantPhase == vigilv1alpha1.ImageScanScanned {
+				if got.Status.SBOM == nil || got.Status.SBOM.Distro != "debian 12" || got.Status.SBOM.Packages != 1 {
+					t.Errorf("SBOM summary %+v, want debian 12 with 1 package", got.Status.SBOM)
+				}
+				if got.Status.Database == nil || !got.Status.Database.Built.Time.Equal(built) || got.Status.MatchTime == nil {
+					t.Errorf("database %+v, match time %v: want the database in use", got.Status.Database, got.Status.MatchTime)
+				}
+			}
+			select {
+			case event := <-recorder.Events:
+				if tc.wantEvent == "" || !strings.HasPrefix(event, tc.wantEvent) {
+					t.Errorf("event %q, want %q", event, tc.wantEvent)
+				}
+			default:
+				if tc.wantEvent != "" {
+					t.Errorf("no event, want %q", tc.wantEvent)
+				}
+			}
+		})
+	}
+}
+
+func TestANewDatabaseMatchesEveryScannedImageAgain(t *testing.T) {
+	old := time.Date(2026, 11, 28, 6, 0, 0, 0, time.UTC)
+	current := old.Add(24 * time.Hour)
+	scanned := func(digestChar string, built time.Time, withDatabase bool) *vigilv1alpha1.ImageScan {
+		digest := "sha256:" + strings.Repeat(digestChar, 64)
+		scan := &vigilv1alpha1.ImageScan{ObjectMeta: metav1.ObjectMeta{Name: vigilv1alpha1.ImageScanName(digest), Generation: 1},
+			Spec: vigilv1alpha1.ImageScanSpec{Digest: digest, References: []vigilv1alpha1.ImageReference{{Image: "registry.example/app:" + digestChar, Namespace: "shop"}}},
+			Status: vigilv1alpha1.ImageScanStatus{Phase: vigilv1alpha1.ImageScanScanned, Attempts: 1,
+				Vulnerabilities: []vigilv1alpha1.ImageVulnerability{{ID: "CVE-2021-44228", Severity: vigilv1alpha1.SeverityCritical}}}}
+		if withDatabase {
+			scan.Status.Database = &vigilv1alpha1.DatabaseVersion{SchemaVersion: "v6.1.3", Built: metav1.NewTime(built)}
+		}
+		meta.SetStatusCondition(&scan.Status.Conditions, metav1.Condition{Type: vigilv1alpha1.ConditionSBOMStored, Status: metav1.ConditionTrue, Reason: ReasonStored, ObservedGeneration: 1})
+		return scan
+	}
+	stale := scanned("a", old, true)
+	noDatabaseYet := scanned("b", old, false)
+	fresh := scanned("e", current, true)
+	lost := scanned("d", old, true) // its SBOM is not in this replica's store
+	pending := scanIn(vigilv1alpha1.ImageScanPending, 0)
+
+	c := fake.NewClientBuilder().WithScheme(newScheme(t)).WithObjects(stale, noDatabaseYet, fresh, lost, pending).
+		WithStatusSubresource(&vigilv1alpha1.ImageScan{}).
+		WithIndex(&vigilv1alpha1.ImageScan{}, index.ImageScanPhase, func(o client.Object) []string {
+			return []string{index.PhaseOf(o.(*vigilv1alpha1.ImageScan))}
+		}).
+		WithIndex(&corev1.Pod{}, index.PodRunningDigest, func(o client.Object) []string { return index.RunningDigests(o.(*corev1.Pod)) }).
+		Build()
+	r := newReconciler(t, &fakeExecutor{}, fakeStore{})
+	r.Client, r.APIReader, r.Dispatcher.Reader = c, c, c
+	r.Database = fixedDatabase{built: current}
+	r.SBOMs = sbomStore{stale.Spec.Digest: debianSBOM, noDatabaseYet.Spec.Digest: debianSBOM, fresh.Spec.Digest: debianSBOM}
+	get := func(scan *vigilv1alpha1.ImageScan) *vigilv1alpha1.ImageScan {
+		got := &vigilv1alpha1.ImageScan{}
+		if err := c.Get(context.Background(), client.ObjectKeyFromObject(scan), got); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	freshVersion := get(fresh).ResourceVersion
+	rematcher := NewRematcher(r, c)
+	if err := rematcher.rematch(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, scan := range []*vigilv1alpha1.ImageScan{stale, noDatabaseYet} {
+		got := get(scan)
+		if got.Status.Phase != vigilv1alpha1.ImageScanScanned || got.Status.Database == nil || !got.Status.Database.Built.Time.Equal(current) {
+			t.Errorf("%s: phase %s, database %+v; want matched against the database of %s", scan.Spec.References[0].Image, got.Status.Phase, got.Status.Database, current)
+		}
+	}
+	if got := get(fresh); got.ResourceVersion != freshVersion || len(got.Status.Vulnerabilities) != 1 || got.Status.Phase != vigilv1alpha1.ImageScanScanned {
+		t.Errorf("an image matched against the current database changed: %+v", got.Status)
+	}
+	got := get(lost)
+	if got.Status.Phase != vigilv1alpha1.ImageScanPending || seriesAttempts(&got.Status) != 0 || got.Status.FirstAttempt != 2 || len(got.Status.Vulnerabilities) != 1 {
+		t.Errorf("an image without its SBOM is %s after %d attempts (series from %d) with %d findings; want it scanned again from attempt 2, its findings kept",
+			got.Status.Phase, got.Status.Attempts, got.Status.FirstAttempt, len(got.Status.Vulnerabilities))
+	}
+	if condition := meta.FindStatusCondition(got.Status.Conditions, vigilv1alpha1.ConditionSBOMStored); condition == nil || condition.Reason != ReasonRescan || condition.Status != metav1.ConditionFalse {
+		t.Errorf("SBOMStored condition %+v, want Rescan", condition)
+	}
+	if got := get(pending); got.Status.Phase != vigilv1alpha1.ImageScanPending || got.Status.Database != nil {
+		t.Errorf("a pending image was matched: %+v", got.Status)
+	}
+}
+
+func TestStaleImagesThatRunGoFirst(t *testing.T) {
+	old := metav1.NewTime(time.Date(2026, 11, 28, 6, 0, 0, 0, time.UTC))
+	current := old.Add(24 * time.Hour)
+	var objects []client.Object
+	for _, name := range []string{"a", "b", "c", "d"} {
+		digest := "sha256:" + strings.Repeat(name, 64)
+		objects = append(objects, &vigilv1alpha1.ImageScan{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec:   vigilv1alpha1.ImageScanSpec{Digest: digest},
+			Status: vigilv1alpha1.ImageScanStatus{Phase: vigilv1alpha1.ImageScanScanned, Database: &vigilv1alpha1.DatabaseVersion{Built: old}}})
+	}
+	for _, running := range []string{"d", "b"} {
+		objects = append(objects, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "runs-" + running},
+			Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{Name: "app",
+				ImageID: "registry.example/app@sha256:" + strings.Repeat(running, 64), State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}}})
+	}
+	c := fake.NewClientBuilder().WithScheme(newScheme(t)).WithObjects(objects...).
+		WithIndex(&vigilv1alpha1.ImageScan{}, index.ImageScanPhase, func(o client.Object) []string {
+			return []string{index.PhaseOf(o.(*vigilv1alpha1.ImageScan))}
+		}).
+		WithIndex(&corev1.Pod{}, index.PodRunningDigest, func(o client.Object) []string { return index.RunningDigests(o.(*corev1.Pod)) }).
+		Build()
+	names, err := NewRematcher(&Reconciler{}, c).stale(context.Background(), current)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(names, ",") != "b,d,a,c" {
+		t.Errorf("re-match order %v, want the running images b and d first, then a and c", names)
+	}
+}

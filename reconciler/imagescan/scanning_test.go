@@ -1,0 +1,133 @@
+package imagescan
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
+	"github.com/vigil-dev/vigil/pkg/executor"
+	"github.com/vigil-dev/vigil/pkg/metrics"
+)
+
+// newerReader answers Get with the object one write ahead of the cache's copy.
+type newerReader struct{ client.Reader }
+
+func (r newerReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if err := r.Reader.Get(ctx, key, obj, opts...); err != nil {
+		return err
+	}
+	obj.SetResourceVersion(obj.GetResourceVersion() + "1")
+	return nil
+}
+
+func TestAnEndedAttemptWhoseOutcomeTheCacheHasNotSeenIsLookedAtAgain(t *testing.T) {
+	tests := []struct {
+		name        string
+		newer       bool
+		wantPhase   vigilv1alpha1.ImageScanPhase
+		wantRequeue time.Duration
+	}{
+		{name: "the API server has a newer copy: come back soon", newer: true, wantPhase: vigilv1alpha1.ImageScanScanning, wantRequeue: time.Second},
+		{name: "the API server has the same copy: the outcome is lost", wantPhase: vigilv1alpha1.ImageScanPending},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			scan := scanIn(vigilv1alpha1.ImageScanScanning, 1)
+			r := newReconciler(t, &fakeExecutor{state: executor.Ended}, fakeStore{}, scan)
+			if tc.newer {
+				r.APIReader = newerReader{r.Client}
+			}
+			result, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Name: scan.Name}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := &vigilv1alpha1.ImageScan{}
+			if err := r.Client.Get(context.Background(), client.ObjectKeyFromObject(scan), got); err != nil {
+				t.Fatal(err)
+			}
+			if got.Status.Phase != tc.wantPhase || result.RequeueAfter != tc.wantRequeue {
+				t.Errorf("phase %q, requeue after %s; want %q and %s", got.Status.Phase, result.RequeueAfter, tc.wantPhase, tc.wantRequeue)
+			}
+		})
+	}
+}
+
+func TestAnImageWithoutAValidReferenceFails(t *testing.T) {
+	scan := scanIn("", 0, func(scan *vigilv1alpha1.ImageScan) {
+		scan.Spec.References = []vigilv1alpha1.ImageReference{{Image: "Not A Reference", Namespace: "shop"}}
+	})
+	exec := &fakeExecutor{}
+	r := newReconciler(t, exec, fakeStore{}, scan)
+	r.Dispatcher.grants = map[string]grant{scan.Name: {at: time.Now()}}
+	if _, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Name: scan.Name}}); err != nil {
+		t.Fatal(err)
+	}
+	got := &vigilv1alpha1.ImageScan{}
+	if err := r.Client.Get(context.Background(), client.ObjectKeyFromObject(scan), got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.Phase != vigilv1alpha1.ImageScanFailed || scannedCondition(got).Reason != ReasonScanFailed || len(exec.submitted) != 0 {
+		t.Errorf("phase %q, Scanned %+v, submitted %v: want a failure without a scan", got.Status.Phase, scannedCondition(got), exec.submitted)
+	}
+}
+
+func TestADeletedImageScanIsLeftAlone(t *testing.T) {
+	now := metav1.Now()
+	scan := scanIn("", 0, func(scan *vigilv1alpha1.ImageScan) {
+		scan.DeletionTimestamp = &now
+		scan.Finalizers = []string{"example.com/hold"}
+	})
+	exec := &fakeExecutor{}
+	r := newReconciler(t, exec, fakeStore{}, scan)
+	r.Dispatcher.grants = map[string]grant{scan.Name: {at: time.Now()}}
+	if _, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Name: scan.Name}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(exec.submitted) != 0 {
+		t.Errorf("a scan of a deleted ImageScan was submitted: %v", exec.submitted)
+	}
+}
+
+func TestTheScanOutcomeMetricLabel(t *testing.T) {
+	tests := []struct {
+		scan *vigilv1alpha1.ImageScan
+		want metrics.ScanOutcome
+	}{
+		{scan: scanIn(vigilv1alpha1.ImageScanScanning, 1, withCondition(vigilv1alpha1.ConditionSBOMStored, metav1.ConditionTrue, ReasonStored)), want: metrics.ScanScanned},
+		{scan: scanIn(vigilv1alpha1.ImageScanPending, 1), want: metrics.ScanRetried},
+		{scan: scanIn(vigilv1alpha1.ImageScanTooLarge, 1), want: metrics.ScanTooLarge},
+		{scan: scanIn(vigilv1alpha1.ImageScanFailed, 3), want: metrics.ScanFailed},
+	}
+	for _, tc := range tests {
+		if got := scanOutcomeOf(tc.scan); got != tc.want {
+			t.Errorf("%s: outcome %v, want %v", tc.scan.Status.Phase, got, tc.want)
+		}
+	}
+}
+
+func TestOneLine(t *testing.T) {
+	tests := []struct {
+		message string
+		n       int
+		want    string
+	}{
+		{message: "short", n: 5, want: "short"},
+		{message: "longer", n: 5, want: "longe"},
+		{message: "  a\nregistry\tsaid  ", n: 100, want: "a registry said"},
+	}
+	for _, tc := range tests {
+		if got := oneLine(tc.message, tc.n); got != tc.want {
+			t.Errorf("oneLine(%q, %d) = %q, want %q", tc.message, tc.n, got, tc.want)
+		}
+	}
+	if got := oneLine(strings.Repeat("x", 2000), 1000); len(got) != 1000 {
+		t.Errorf("a long message is cut to %d bytes, want 1000", len(got))
+	}
+}
