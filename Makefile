@@ -25,6 +25,7 @@ demo: controlplane ## Run Vigil locally: a real API server, sample workloads, th
 
 .PHONY: test
 test: tools verify-gen vet ## Run every test: unit, scan engine, integration on a real API server, fuzzing
+	$(MAKE) --no-print-directory test-race
 	go test $(GO_TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory fuzz
 
@@ -36,6 +37,16 @@ fuzz: ## Fuzz the admission request decoding and image extraction, FUZZ_TIME (ex
 .PHONY: test-unit
 test-unit: ## Run the unit tests only (no API server)
 	go test $(GO_TEST_FLAGS) -short ./...
+
+.PHONY: test-race
+test-race: ## Run the unit tests (-short) under the race detector
+	go test $(GO_TEST_FLAGS) -race -short ./...
+
+.PHONY: bench
+bench: tools ## Run the benchmarks that state a memory target; each fails over its target (not part of make test)
+	nice -n 10 go test -run '^$$' -bench '^BenchmarkScanCommand$$' -benchtime 1x -timeout 30m ./test/scanengine/
+	nice -n 10 go test -run '^$$' -bench '^BenchmarkRuntimeFindings$$' -benchtime 1x -timeout 40m ./test/load/
+	nice -n 10 go test -run '^$$' -bench '^BenchmarkDashboardAtScale$$' -benchtime 1x -timeout 40m ./test/view/
 
 .PHONY: tools
 tools: controlplane grype helm chromium ## Build the tools the tests run (cached after the first time)
