@@ -46,7 +46,17 @@ func run(m *testing.M) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if dbRoot, err = os.MkdirTemp("", "vigil-db-"); err != nil {
+	// The scans get a TMPDIR of their own: no other test's files mix with theirs, and whatever a
+	// scan leaves there once the tests are done is a leak.
+	tmp, err := os.MkdirTemp("", "vigil-scanengine-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.Setenv("TMPDIR", tmp); err != nil {
+		return 0, err
+	}
+	if dbRoot, err = os.MkdirTemp(tmp, "vigil-db-"); err != nil {
 		return 0, err
 	}
 	defer os.RemoveAll(dbRoot)
@@ -63,7 +73,29 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer provider.Close()
-	return m.Run(), nil
+	code := m.Run()
+	testenv.RemoveBinaries()
+	if code == 0 {
+		if left, err := leftIn(tmp, dbRoot); err != nil || len(left) > 0 {
+			return 1, fmt.Errorf("the scans left %v in their TMPDIR (%v)", left, err)
+		}
+	}
+	return code, nil
+}
+
+// leftIn lists the entries of dir but except.
+func leftIn(dir, except string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var left []string
+	for _, entry := range entries {
+		if path := filepath.Join(dir, entry.Name()); path != except {
+			left = append(left, path)
+		}
+	}
+	return left, nil
 }
 
 // scanOCILayout writes img as an OCI layout, generates its SBOM and matches it.
