@@ -24,7 +24,8 @@ demo: controlplane ## Run Vigil locally: a real API server, sample workloads, th
 	go run ./cmd/demo $(DEMO_FLAGS)
 
 .PHONY: test
-test: tools verify-gen vet ## Run every test: unit, scan engine, integration on a real API server, fuzzing, end to end on a real node
+test: tools verify-gen vet ## Run every test: unit (also under the race detector), scan engine, integration on a real API server, fuzzing, end to end on a real node
+	$(MAKE) --no-print-directory test-race
 	go test $(GO_TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory e2e
@@ -42,6 +43,17 @@ MUTATION_PACKAGES ?=
 .PHONY: mutation
 mutation: ## Measure the mutation score of the core packages' unit tests (slow; not part of test), MUTATION_PACKAGES to pick
 	hack/mutation.sh $(MUTATION_PACKAGES)
+
+.PHONY: test-race
+test-race: ## Run the unit tests (-short) under the race detector
+	go test $(GO_TEST_FLAGS) -race -short ./...
+
+.PHONY: bench
+bench: tools ## Run the benchmarks that state a memory target; each fails over its target (not part of make test)
+	nice -n 10 go test -run '^$$' -bench '^BenchmarkScanCommand$$' -benchtime 1x -timeout 30m ./test/scanengine/
+	nice -n 10 go test -run '^$$' -bench '^BenchmarkRuntimeFindings$$' -benchtime 1x -timeout 40m ./test/load/
+	nice -n 10 go test -run '^$$' -bench '^BenchmarkDashboardAtScale$$' -benchtime 1x -timeout 40m ./test/view/
+	nice -n 10 go test -run '^$$' -bench '^BenchmarkFlood$$' -benchtime 1x -timeout 20m ./test/load/
 
 .PHONY: tools
 tools: controlplane grype helm chromium ## Build the tools the tests run (cached after the first time)

@@ -26,7 +26,11 @@ import (
 	"github.com/vigil-dev/vigil/pkg/sbomstore"
 )
 
-const testDigest = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+const (
+	testDigest = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+	// otherDigest is the digest of another running scan Job, whose pod holds a valid token too.
+	otherDigest = "sha256:3333333333333333333333333333333333333333333333333333333333333333"
+)
 
 // outcomes records the outcomes it is given; stale makes it refuse them as stale.
 type outcomes struct {
@@ -75,17 +79,20 @@ var tokens = map[string]authenticationv1.UserInfo{
 	"deleted-pod": {Username: "system:serviceaccount:vigil-system:vigil-scanner", Extra: map[string]authenticationv1.ExtraValue{
 		"authentication.kubernetes.io/pod-name": {"vigil-scan-1-x"}, "authentication.kubernetes.io/pod-uid": {"an-earlier-pod"},
 	}},
+	"other-pod": {Username: "system:serviceaccount:vigil-system:vigil-scanner", Extra: map[string]authenticationv1.ExtraValue{
+		"authentication.kubernetes.io/pod-name": {"vigil-scan-other-x"}, "authentication.kubernetes.io/pod-uid": {"other-uid"},
+	}},
 	"unbound": {Username: "system:serviceaccount:vigil-system:vigil-scanner"},
 	"tenant": {Username: "system:serviceaccount:shop:default", Extra: map[string]authenticationv1.ExtraValue{
 		"authentication.kubernetes.io/pod-name": {"vigil-scan-1-x"}, "authentication.kubernetes.io/pod-uid": {"pod-uid"},
 	}},
 }
 
-func scanJob(name string, uid string, ended bool) (*batchv1.Job, *corev1.Pod) {
+func scanJob(name, uid, digest string, ended bool) (*batchv1.Job, *corev1.Pod) {
 	labels := map[string]string{ComponentLabel: ComponentValue}
 	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{
 		Namespace: "vigil-system", Name: name, UID: types.UID("job-uid-" + uidOf(name)), Labels: labels,
-		Annotations: map[string]string{DigestAnnotation: testDigest, AttemptAnnotation: "2"},
+		Annotations: map[string]string{DigestAnnotation: digest, AttemptAnnotation: "2"},
 	}}
 	if ended {
 		job.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}
@@ -108,9 +115,10 @@ func newReportWorld(t *testing.T) *reportWorld {
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
-	job, pod := scanJob("vigil-scan-1", "pod-uid", false)
-	endedJob, endedPod := scanJob("vigil-scan-ended", "ended-uid", true)
-	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(job, pod, endedJob, endedPod).
+	job, pod := scanJob("vigil-scan-1", "pod-uid", testDigest, false)
+	endedJob, endedPod := scanJob("vigil-scan-ended", "ended-uid", testDigest, true)
+	otherJob, otherPod := scanJob("vigil-scan-other", "other-uid", otherDigest, false)
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(job, pod, endedJob, endedPod, otherJob, otherPod).
 		WithInterceptorFuncs(interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
 			review, ok := obj.(*authenticationv1.TokenReview)
 			if !ok {
@@ -196,6 +204,32 @@ func TestAReportIsAboutItsJobWhateverItsBodyClaims(t *testing.T) {
 	want := Outcome{Digest: testDigest, Attempt: 2, ImageSize: 4096}
 	if len(w.outcomes.recorded) != 1 || w.outcomes.recorded[0] != want {
 		t.Errorf("recorded %+v, want %+v", w.outcomes.recorded, want)
+	}
+}
+
+func TestAValidScanTokenOfAnotherDigestsPodCannotReportForThisDigest(t *testing.T) {
+	tests := []struct {
+		kind, body string
+	}{
+		{ReportSBOM, `{"digest":"` + testDigest + `","artifacts":[]}`},
+		{ReportFailure, `{"digest":"` + testDigest + `","error":"forged"}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.kind, func(t *testing.T) {
+			w := newReportWorld(t)
+			// The other scan Job's pod claims the first Job's digest, in the query and the body.
+			request := httptest.NewRequest(http.MethodPost, ReportPath+"?kind="+tc.kind+"&digest="+testDigest, body(tc.body))
+			request.Header.Set("Authorization", "Bearer other-pod")
+			recorder := httptest.NewRecorder()
+			w.handler.ServeHTTP(recorder, request)
+			if w.store.Has(testDigest) {
+				t.Error("another digest's scan pod stored an SBOM for this digest")
+			}
+			// Its report counts, for its own Job's digest only.
+			if len(w.outcomes.recorded) != 1 || w.outcomes.recorded[0].Digest != otherDigest {
+				t.Errorf("answer %d %s; recorded %+v, want one outcome of %s", recorder.Code, recorder.Body.String(), w.outcomes.recorded, otherDigest)
+			}
+		})
 	}
 }
 

@@ -97,6 +97,7 @@ func createVulnerability(ctx context.Context, t *testing.T, status vigilv1alpha1
 }
 
 func TestImageScanLifecycle(t *testing.T) {
+	isolate(t)
 	g := NewWithT(t)
 	ctx := t.Context()
 
@@ -157,6 +158,7 @@ func TestImageScanLifecycle(t *testing.T) {
 }
 
 func TestVulnerabilityLifecycle(t *testing.T) {
+	isolate(t)
 	g := NewWithT(t)
 	ctx := t.Context()
 
@@ -182,6 +184,7 @@ func TestVulnerabilityLifecycle(t *testing.T) {
 }
 
 func TestSchemaValidationRejectsBadObjects(t *testing.T) {
+	isolate(t)
 	ctx := t.Context()
 	tooManyReferences := make([]vigilv1alpha1.ImageReference, vigilv1alpha1.MaxImageReferences+1)
 	for i := range tooManyReferences {
@@ -269,6 +272,7 @@ func TestSchemaValidationRejectsBadObjects(t *testing.T) {
 }
 
 func TestKubectlShowsVulnerabilities(t *testing.T) {
+	isolate(t)
 	ctx := t.Context()
 	detected := time.Date(2026, 11, 29, 10, 2, 11, 0, time.UTC)
 	createVulnerability(ctx, t, openSSLVulnerability(detected))

@@ -22,6 +22,7 @@ func filled(prefix string, n int) string {
 // TestLargestObjectsFitInEtcd stores a Vulnerability and an ImageScan with every list at its bound
 // and every string at its maximum length: the bounds keep any object Vigil writes storable.
 func TestLargestObjectsFitInEtcd(t *testing.T) {
+	isolate(t)
 	g := NewWithT(t)
 	ctx := t.Context()
 	digest := "sha256:" + strings.Repeat("e", 64)

@@ -45,6 +45,7 @@ import (
 // as a local process with the Deployment's own arguments and the chart's service account, so that
 // the chart's RBAC is what the manager runs with.
 func TestTheChartInstallsAndItsManagerRunsWithItsOwnRBAC(t *testing.T) {
+	isolate(t)
 	g := NewWithT(t)
 	ctx := t.Context()
 	root, err := testenv.ModuleRoot()

@@ -33,6 +33,7 @@ func ensure(t *testing.T, object client.Object) {
 }
 
 func TestScansRunAsKubernetesJobsThatReportBack(t *testing.T) {
+	isolate(t)
 	g := NewWithT(t)
 	ctx := t.Context()
 	w := theWorld(t)

@@ -90,7 +90,8 @@ func startManagerProcess(t *testing.T, kubeconfig string, args []string) *manage
 		}
 	}
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "POD_NAMESPACE=vigil-system")
+	// A TMPDIR of its own for the in-process scans: no story's scratch files mix with another's.
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "POD_NAMESPACE=vigil-system", "TMPDIR="+t.TempDir())
 	stderr, err := cmd.StderrPipe()
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(cmd.Start()).To(Succeed())
@@ -179,6 +180,7 @@ func serviceAccountToken(t *testing.T, namespace, name string) string {
 }
 
 func TestManagerServesProbesAndProtectedMetricsAndStopsOnSIGTERM(t *testing.T) {
+	isolate(t)
 	g := NewWithT(t)
 	ctx := t.Context()
 	manager := startManager(t, "--leader-elect", "--leader-election-namespace=default")
@@ -257,6 +259,7 @@ func TestManagerServesProbesAndProtectedMetricsAndStopsOnSIGTERM(t *testing.T) {
 }
 
 func TestManagerRefusesToStartWithoutItsWebhookCertificate(t *testing.T) {
+	isolate(t)
 	g := NewWithT(t)
 	emptyCertDir := filepath.Join(t.TempDir(), "missing")
 	manager := startManager(t, "--webhook-cert-dir="+emptyCertDir)

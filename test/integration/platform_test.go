@@ -24,9 +24,16 @@ import (
 	"github.com/vigil-dev/vigil/test/testenv"
 )
 
-// renderChart renders charts/vigil as release "story" with the values files and --set values,
-// and returns its documents of kind.
+// renderChart renders charts/vigil as release "story" in namespace vigil-system with the values
+// files and --set values, and returns its documents of kind.
 func renderChart(t *testing.T, kind string, valuesFiles []string, set ...string) []string {
+	t.Helper()
+	return renderChartIn(t, "vigil-system", kind, valuesFiles, set...)
+}
+
+// renderChartIn renders charts/vigil as release "story" in namespace with the values files and
+// --set values, and returns its documents of kind.
+func renderChartIn(t *testing.T, namespace, kind string, valuesFiles []string, set ...string) []string {
 	t.Helper()
 	root, err := testenv.ModuleRoot()
 	if err != nil {
@@ -39,7 +46,7 @@ func renderChart(t *testing.T, kind string, valuesFiles []string, set ...string)
 		}
 		t.Skip("bin/helm is not built; run 'make tools'")
 	}
-	args := []string{"template", "story", "charts/vigil", "--namespace", "vigil-system"}
+	args := []string{"template", "story", "charts/vigil", "--namespace", namespace}
 	for _, file := range valuesFiles {
 		args = append(args, "--values", file)
 	}
@@ -69,6 +76,7 @@ func renderChart(t *testing.T, kind string, valuesFiles []string, set ...string)
 // run in a namespace, per workload when opted in, and the database's state; when the workload
 // stops, its series go.
 func TestAPlatformTeamScrapesTheFindingsWithTheChartsReaderRole(t *testing.T) {
+	isolate(t)
 	g := NewWithT(t)
 	ctx := t.Context()
 	documents := renderChart(t, "ClusterRole", nil, "metrics.readerClusterRole.enabled=true")
@@ -136,6 +144,7 @@ func TestAPlatformTeamScrapesTheFindingsWithTheChartsReaderRole(t *testing.T) {
 // bundle in the chart's values; the manager reads the rendered pod template, and the API server
 // accepts the Job it builds with every one of them, still restricted.
 func TestTheScanJobIsShapedByTheChartsValues(t *testing.T) {
+	isolate(t)
 	g := NewWithT(t)
 	ctx := t.Context()
 	root, err := testenv.ModuleRoot()

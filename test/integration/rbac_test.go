@@ -81,6 +81,7 @@ func installChartRBAC(t *testing.T, release, namespace string) client.Client {
 // reader, no other component's Lease. The same token does what Vigil needs: Jobs, Secrets and
 // its Lease in its own namespace, its RoleBinding in a tenant's namespace.
 func TestTheChartsRBACAllowsNothingBeyondVigilsWork(t *testing.T) {
+	isolate(t)
 	g := NewWithT(t)
 	ctx := t.Context()
 	const release, home = "guard", "guard-system"

@@ -16,7 +16,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -45,6 +44,9 @@ type world struct {
 	dbServer   *httptest.Server
 	dbDir      string
 	listingURL string
+	// builds stamps each published database a second after the one before: a newer database
+	// without waiting for the clock.
+	builds *fixturedb.BuildClock
 }
 
 var (
@@ -76,6 +78,7 @@ func buildWorld() (*world, error) {
 		},
 		registry: registry.Start(registry.Options{}),
 		private:  registry.Start(registry.Options{Username: privateUser, Password: privatePassword}),
+		builds:   fixturedb.NewBuildClock(time.Now()),
 	}
 	img, err := images.PythonPyYAML()
 	if err != nil {
@@ -108,7 +111,7 @@ func (w *world) publish(sources ...string) error {
 		return err
 	}
 	defer os.RemoveAll(build)
-	built, err := fixturedb.Build(build, time.Now(), sources...)
+	built, err := fixturedb.Build(build, w.builds.Next(), sources...)
 	if err != nil {
 		return err
 	}
@@ -188,6 +191,7 @@ func workloadNames(vulnerability *vigilv1alpha1.Vulnerability) []string {
 }
 
 func TestAVulnerableDeploymentIsScannedOnceAndReportedWhileItRuns(t *testing.T) {
+	isolate(t)
 	g := NewWithT(t)
 	ctx := t.Context()
 	w := theWorld(t)
@@ -231,14 +235,20 @@ func TestAVulnerableDeploymentIsScannedOnceAndReportedWhileItRuns(t *testing.T) 
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(out).To(MatchRegexp(`cve-2021-44228\s+CVE-2021-44228\s+Critical\s+10\s+log4j-core 2.14.1\s+2.15.0\s+true\s+1`))
 
-	// In steady state nothing is written and nothing scanned again.
+	// In steady state nothing is written and nothing scanned again: a pod of the Deployment
+	// changes (an annotation) and the manager looks at it again, then a Deployment of another
+	// image runs and is reported, which the manager does after it.
 	before := vulnerability.ResourceVersion
 	scanBefore := scan.ResourceVersion
-	g.Consistently(func() (string, error) {
-		v, err := vulnerabilityOf(ctx, "CVE-2021-44228")
-		s, _ := scanOf(ctx, digest)
-		return v.ResourceVersion + "/" + s.ResourceVersion, err
-	}, 3*time.Second, 500*time.Millisecond).Should(Equal(before + "/" + scanBefore))
+	touched := pods[0].DeepCopy()
+	touched.Annotations = map[string]string{"example.com/touched": "true"}
+	g.Expect(env.Client.Patch(ctx, touched, client.MergeFrom(pods[0]))).To(Succeed())
+	runMarker(t, w, shop)
+	v, err := vulnerabilityOf(ctx, "CVE-2021-44228")
+	g.Expect(err).NotTo(HaveOccurred())
+	scan, err = scanOf(ctx, digest)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(v.ResourceVersion+"/"+scan.ResourceVersion).To(Equal(before+"/"+scanBefore), "written in steady state")
 	g.Expect(w.registry.Pulls(w.repositoryOf(image))).To(Equal(pullsAfterScan))
 
 	// Scaled to zero: the finding is gone.
@@ -250,6 +260,7 @@ func TestAVulnerableDeploymentIsScannedOnceAndReportedWhileItRuns(t *testing.T) 
 }
 
 func TestTwoDeploymentsShareAnImage(t *testing.T) {
+	isolate(t)
 	g := NewWithT(t)
 	ctx := t.Context()
 	w := theWorld(t)
@@ -287,6 +298,7 @@ func TestTwoDeploymentsShareAnImage(t *testing.T) {
 }
 
 func TestACronJobIsScannedBeforeAnyJobRuns(t *testing.T) {
+	isolate(t)
 	g := NewWithT(t)
 	ctx := t.Context()
 	w := theWorld(t)
@@ -306,15 +318,62 @@ func TestACronJobIsScannedBeforeAnyJobRuns(t *testing.T) {
 		_, err := referenceScan(ctx, image)
 		return apierrors.IsNotFound(err)
 	}, 10*time.Second, 200*time.Millisecond).Should(BeTrue())
-	jobs := &batchv1.JobList{}
-	g.Expect(env.Client.List(ctx, jobs, client.InNamespace(reports))).To(Succeed())
-	g.Expect(jobs.Items).To(BeEmpty())
-	// Nothing runs it yet, so nothing is reported.
+	// Nothing runs it yet, so nothing is reported: a pod of another image that runs after the
+	// scan ended is reported, so the findings have seen the scan's result by then.
+	runMarker(t, w, reports)
 	_, err = vulnerabilityOf(ctx, "CVE-2023-0286")
-	g.Expect(apierrors.IsNotFound(err)).To(BeTrue())
+	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "a CronJob that runs no Job is reported: %v", err)
+}
+
+// runMarker runs a pod of a new image with CVE-2021-44906 in namespace, and waits until the
+// manager has scanned it and reported the pod. A story that checks that the manager did nothing
+// (wrote nothing, pulled nothing, reported nothing) checks it after this, so that it checks what
+// the manager did with every event before the marker rather than what it did within a window.
+func runMarker(t *testing.T, w *world, namespace string) {
+	t.Helper()
+	g := NewWithT(t)
+	ctx := t.Context()
+	image, imageID, _ := w.imageID(t, "web/node")
+	name := "marker-" + strings.ToLower(rand.String(5))
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}},
+	}
+	g.Expect(testenv.RunPod(ctx, env.Client, pod, map[string]string{image: imageID})).To(Succeed())
+	g.Eventually(func() ([]string, error) {
+		vulnerability, err := vulnerabilityOf(ctx, "CVE-2021-44906")
+		return workloadNames(vulnerability), err
+	}, 60*time.Second, 250*time.Millisecond).Should(ContainElement(namespace + "/Pod/" + name + "/app"))
+}
+
+func TestThePodWatchLeavesANamespaceThatOptsOutAlone(t *testing.T) {
+	isolate(t)
+	g := NewWithT(t)
+	ctx := t.Context()
+	w := theWorld(t)
+	startScanningManager(t, w) // no webhook: the pod watch is what sees the pods
+	optedOut := newNamespace(t, map[string]string{vigilv1alpha1.ScanningLabel: vigilv1alpha1.ScanningDisabled})
+
+	image, imageID, digest := w.imageID(t, "shop/api")
+	requests := w.registry.Requests(w.repositoryOf(image))
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: optedOut, Name: "private"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}},
+	}
+	g.Expect(testenv.RunPod(ctx, env.Client, pod, map[string]string{image: imageID})).To(Succeed())
+
+	// A pod that runs after it in an observed namespace is scanned and reported; by then the
+	// opted-out pod was seen and left alone: not recorded, not pulled, not reported.
+	runMarker(t, w, newNamespace(t, nil))
+	g.Expect(w.registry.Requests(w.repositoryOf(image))).To(Equal(requests), "the registry was asked for the opted-out namespace's image")
+	_, err := scanOf(ctx, digest)
+	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "the opted-out namespace's image was recorded: %v", err)
+	_, err = vulnerabilityOf(ctx, "CVE-2021-44228")
+	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "the opted-out namespace's pod was reported: %v", err)
 }
 
 func TestAPrivateImageIsScannedWithItsPullSecretAndFailsWithoutOne(t *testing.T) {
+	isolate(t)
 	g := NewWithT(t)
 	ctx := t.Context()
 	w := theWorld(t)
@@ -355,6 +414,7 @@ func TestAPrivateImageIsScannedWithItsPullSecretAndFailsWithoutOne(t *testing.T)
 }
 
 func TestTheManagerKilledMidScanFinishesTheScanAfterARestart(t *testing.T) {
+	isolate(t)
 	g := NewWithT(t)
 	ctx := t.Context()
 	w := theWorld(t)
@@ -385,13 +445,16 @@ func TestTheManagerKilledMidScanFinishesTheScanAfterARestart(t *testing.T) {
 	g.Expect(restarted.cmd.Process.Signal(syscall.SIGTERM)).To(Succeed())
 	g.Eventually(restarted.exited, 40*time.Second).Should(BeClosed())
 	again := startScanningManager(t, w, "--sbom-dir="+sbomDir, "--db-dir="+dbDir)
-	g.Consistently(func() int { return w.registry.Pulls(w.repositoryOf(image)) }, 3*time.Second, 500*time.Millisecond).Should(Equal(pulls))
+	// It reads every ImageScan when it starts, before it sees the marker's pod.
+	runMarker(t, w, shop)
+	g.Expect(w.registry.Pulls(w.repositoryOf(image))).To(Equal(pulls), again.logs())
 	scan, err := scanOf(ctx, digest)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(scan.Status.Phase).To(Equal(vigilv1alpha1.ImageScanScanned), again.logs())
 }
 
 func TestANewDatabaseIsMatchedWithoutPullingImages(t *testing.T) {
+	isolate(t)
 	g := NewWithT(t)
 	ctx := t.Context()
 	w := theWorld(t)
@@ -418,7 +481,6 @@ func TestANewDatabaseIsMatchedWithoutPullingImages(t *testing.T) {
 	// A new database adds CVE-2023-4911 (glibc); the stored SBOM is matched again.
 	root, err := testenv.ModuleRoot()
 	g.Expect(err).NotTo(HaveOccurred())
-	time.Sleep(1100 * time.Millisecond)
 	g.Expect(w.publish(filepath.Join(root, "test", "fixtures", "advisories"), filepath.Join(root, "test", "fixtures", "advisories-update"))).To(Succeed())
 	g.Eventually(func() ([]string, error) {
 		vulnerability, err := vulnerabilityOf(ctx, "CVE-2023-4911")
@@ -428,7 +490,6 @@ func TestANewDatabaseIsMatchedWithoutPullingImages(t *testing.T) {
 	g.Expect(w.registry.Pulls(w.repositoryOf(image))).To(Equal(pulls), "no image was pulled again")
 
 	// The advisory is withdrawn again: the finding disappears.
-	time.Sleep(1100 * time.Millisecond)
 	g.Expect(w.publish(filepath.Join(root, "test", "fixtures", "advisories"))).To(Succeed())
 	g.Eventually(func() bool {
 		_, err := vulnerabilityOf(ctx, "CVE-2023-4911")
@@ -438,6 +499,7 @@ func TestANewDatabaseIsMatchedWithoutPullingImages(t *testing.T) {
 }
 
 func TestNamespacesGetTheirScanningRBAC(t *testing.T) {
+	isolate(t)
 	g := NewWithT(t)
 	ctx := t.Context()
 	root, err := testenv.ModuleRoot()

@@ -32,3 +32,10 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+// isolate starts the story with no ImageScan and no Vulnerability left by an earlier one, and
+// removes its own when it ends (testenv.Environment.Isolate). Call it first in every story.
+func isolate(t *testing.T) {
+	t.Helper()
+	env.Isolate(t)
+}

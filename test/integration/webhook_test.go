@@ -93,6 +93,7 @@ func cronJob(namespace, name, image string) *batchv1.CronJob {
 }
 
 func TestAdmittedWorkloadImagesAreRecordedBeforeAnyPodExists(t *testing.T) {
+	isolate(t)
 	g := NewWithT(t)
 	ctx := t.Context()
 	manager := startManager(t)
@@ -149,17 +150,24 @@ func TestAdmittedWorkloadImagesAreRecordedBeforeAnyPodExists(t *testing.T) {
 		return namespaces, err
 	}, 10*time.Second, 100*time.Millisecond).Should(ConsistOf(namespace, other))
 
-	// A namespace that opts out is not observed.
+	// A namespace that opts out is not observed. A Deployment admitted after it in an observed
+	// namespace is recorded; records are written in the order they were admitted, so by then the
+	// opted-out one would have been too.
 	optedOut := newNamespace(t, map[string]string{vigilv1alpha1.ScanningLabel: vigilv1alpha1.ScanningDisabled})
 	hiddenImage := "registry.example/private/hidden:" + tag
 	g.Expect(env.Client.Create(ctx, deployment(optedOut, tag, hiddenImage))).To(Succeed())
-	g.Consistently(func() bool {
-		_, err := referenceScan(ctx, hiddenImage)
-		return apierrors.IsNotFound(err)
-	}, 2*time.Second, 200*time.Millisecond).Should(BeTrue())
+	afterImage := "registry.example/shop/after-hidden:" + tag
+	g.Expect(env.Client.Create(ctx, deployment(namespace, "after-"+tag, afterImage))).To(Succeed())
+	g.Eventually(func() error {
+		_, err := referenceScan(ctx, afterImage)
+		return err
+	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
+	_, err := referenceScan(ctx, hiddenImage)
+	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "the opted-out namespace's image was recorded: %v", err)
 }
 
 func TestDryRunAdmissionRecordsNothing(t *testing.T) {
+	isolate(t)
 	g := NewWithT(t)
 	ctx := t.Context()
 	manager := startManager(t)
@@ -182,6 +190,7 @@ func TestDryRunAdmissionRecordsNothing(t *testing.T) {
 }
 
 func TestPodsAreAdmittedWithoutTheWebhookAndRecordedByThePodWatch(t *testing.T) {
+	isolate(t)
 	g := NewWithT(t)
 	ctx := t.Context()
 	// The webhook is registered but nothing serves it.
@@ -211,6 +220,7 @@ func TestPodsAreAdmittedWithoutTheWebhookAndRecordedByThePodWatch(t *testing.T) 
 }
 
 func TestWebhookCertificateRotation(t *testing.T) {
+	isolate(t)
 	g := NewWithT(t)
 	ctx := t.Context()
 	manager := startManager(t)
@@ -244,16 +254,21 @@ func TestWebhookCertificateRotation(t *testing.T) {
 
 	// The API server picks the new CA bundle up from its watch of webhook configurations a moment
 	// later: until then its calls fail TLS and, with failurePolicy Ignore, admit unobserved. Each
-	// attempt admits a Deployment of its own image; one of them is recorded.
+	// attempt admits a Deployment of its own image, until one of them is recorded.
+	var admitted []string
 	g.Eventually(func() error {
+		for _, image := range admitted {
+			if _, err := referenceScan(ctx, image); err == nil {
+				return nil
+			}
+		}
 		tag := rand.String(6)
 		image := "registry.example/shop/rotated:" + tag
 		if err := env.Client.Create(ctx, deployment(namespace, "rotated-"+tag, image)); err != nil {
 			return err
 		}
-		time.Sleep(time.Second)
-		_, err := referenceScan(ctx, image)
-		return err
-	}, 30*time.Second, 100*time.Millisecond).Should(Succeed())
+		admitted = append(admitted, image)
+		return fmt.Errorf("none of %d admitted images is recorded yet", len(admitted))
+	}, 30*time.Second, 500*time.Millisecond).Should(Succeed())
 	g.Expect(manager.cmd.ProcessState).To(BeNil(), "the manager kept running")
 }

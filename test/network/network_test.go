@@ -210,7 +210,8 @@ func TestBehindAProxyWithAPrivateCA(t *testing.T) {
 	run := func(env ...string) (string, error) {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "VIGIL_NETWORK_CHILD_IMAGE="+image, "VIGIL_NETWORK_CHILD_LISTING="+listing,
-			"HTTP_PROXY=", "HTTPS_PROXY=", "NO_PROXY=", "http_proxy=", "https_proxy=", "no_proxy=", "SSL_CERT_FILE=", "SSL_CERT_DIR=")
+			"HTTP_PROXY=", "HTTPS_PROXY=", "NO_PROXY=", "http_proxy=", "https_proxy=", "no_proxy=", "SSL_CERT_FILE=", "SSL_CERT_DIR=",
+			"TMPDIR="+t.TempDir())
 		cmd.Env = append(cmd.Env, env...)
 		out, err := cmd.CombinedOutput()
 		return string(out), err

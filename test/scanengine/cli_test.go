@@ -9,7 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -243,14 +246,35 @@ func TestScanCommandBadInput(t *testing.T) {
 func TestScanCommandUpdatesItsDatabaseFromAListing(t *testing.T) {
 	served := t.TempDir()
 	publish(t, served, true)
-	server := httptest.NewServer(http.FileServer(http.Dir(served)))
+	// A GET of anything but the listing downloads the database archive (the downloader asks
+	// with HEAD first).
+	var downloads atomic.Int32
+	var mu sync.Mutex
+	var requests []string
+	files := http.FileServer(http.Dir(served))
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.Path != "/latest.json" {
+			downloads.Add(1)
+		}
+		mu.Lock()
+		requests = append(requests, r.Method+" "+r.URL.String())
+		mu.Unlock()
+		files.ServeHTTP(w, r)
+	}))
 	defer server.Close()
 	cache := t.TempDir()
 	source := ociLayout(t, images.DebianOpenSSL)
-	for range 2 { // the second run reuses the cached database
+	for run := 1; run <= 2; run++ {
 		code, stdout, stderr := vigil("scan", source, "--db-url", server.URL+"/latest.json", "--db-cache", cache)
 		if code != app.ExitOK || !strings.Contains(stdout, "CVE-2023-4911") || !strings.Contains(stdout, "CVE-2023-0286") {
 			t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		// The second run reuses the cached database: it reads the listing, downloads nothing.
+		if got := downloads.Load(); got != 1 {
+			mu.Lock()
+			seen := slices.Clone(requests)
+			mu.Unlock()
+			t.Fatalf("after run %d the database was downloaded %d times, want once: %v", run, got, seen)
 		}
 	}
 	server.Close()

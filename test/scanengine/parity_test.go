@@ -13,6 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/vigil-dev/vigil/cmd/vigil-scanner/app"
+	"github.com/vigil-dev/vigil/pkg/match"
 	"github.com/vigil-dev/vigil/test/fixtures/images"
 	"github.com/vigil-dev/vigil/test/testenv"
 )
@@ -61,11 +62,11 @@ func vigilFindings(t *testing.T, source string) []string {
 	return found
 }
 
-// grypeFindings scans source with the grype CLI on the same database and returns its findings,
-// sorted.
-func grypeFindings(t *testing.T, grype, source string) []string {
+// grypeFindings scans source with the grype CLI on the same database, with the extra arguments
+// (for example --by-cve), and returns its findings, sorted.
+func grypeFindings(t *testing.T, grype, source string, extra ...string) []string {
 	t.Helper()
-	cmd := exec.Command(grype, source, "-o", "json", "-q")
+	cmd := exec.Command(grype, append([]string{source, "-o", "json", "-q"}, extra...)...)
 	cmd.Env = grypeEnv(t.TempDir())
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
@@ -109,17 +110,48 @@ func grypeBinary(t testing.TB) string {
 	return path
 }
 
+// fixtureRecipes are the fixture images that the parity tests compare on.
+var fixtureRecipes = map[string]func() (v1.Image, error){
+	"java-log4j": images.JavaLog4j, "debian-openssl": images.DebianOpenSSL, "alpine-openssl": images.AlpineOpenSSL,
+	"node-minimist": images.NodeMinimist, "python-pyyaml": images.PythonPyYAML, "go-text": images.GoTextBinary,
+	"clean": images.Clean, "mixed": mixed,
+}
+
+// TestTheManagersMatchingByCVEFindsWhatGrypeByCVEFinds generates each fixture image's SBOM and
+// matches it the way the manager's scan reconciler does (match.Matcher.ByCVE: an advisory of a
+// CVE is reported as that CVE), and compares the findings with `grype --by-cve` on the same
+// database.
+func TestTheManagersMatchingByCVEFindsWhatGrypeByCVEFinds(t *testing.T) {
+	grype := grypeBinary(t)
+	for name, recipe := range fixtureRecipes {
+		t.Run(name, func(t *testing.T) {
+			img, err := recipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			result := matchImage(t, img, match.NewMatcher(provider, database).ByCVE())
+			var fromManager []string
+			for _, f := range result.Findings {
+				fromManager = append(fromManager, finding(f.ID, f.Package.Name, f.Package.Version, f.Package.Type, string(f.FixState), f.FixedIn))
+			}
+			sort.Strings(fromManager)
+			fromGrype := grypeFindings(t, grype, ociLayout(t, recipe), "--by-cve")
+			if strings.Join(fromManager, "\n") != strings.Join(fromGrype, "\n") {
+				t.Errorf("the manager's matching found:\n%s\ngrype --by-cve found:\n%s", strings.Join(fromManager, "\n"), strings.Join(fromGrype, "\n"))
+			}
+			if name != "clean" && len(fromGrype) == 0 {
+				t.Error("grype found nothing: the comparison shows nothing")
+			}
+		})
+	}
+}
+
 // TestSameFindingsAsTheGrypeCLI scans every fixture image with `vigil scan -o json` and with the
 // grype CLI built from the same grype module version, on the same database, and compares the
 // vulnerabilities, packages, versions, fix states and fixed-in versions they report.
 func TestSameFindingsAsTheGrypeCLI(t *testing.T) {
 	grype := grypeBinary(t)
-	recipes := map[string]func() (v1.Image, error){
-		"java-log4j": images.JavaLog4j, "debian-openssl": images.DebianOpenSSL, "alpine-openssl": images.AlpineOpenSSL,
-		"node-minimist": images.NodeMinimist, "python-pyyaml": images.PythonPyYAML, "go-text": images.GoTextBinary,
-		"clean": images.Clean, "mixed": mixed,
-	}
-	for name, recipe := range recipes {
+	for name, recipe := range fixtureRecipes {
 		t.Run(name, func(t *testing.T) {
 			source := ociLayout(t, recipe)
 

@@ -35,6 +35,7 @@ func serviceAccountToken(t *testing.T, namespace, name string) string {
 }
 
 func TestTheInClusterDashboardLetsInOnlyTokensAllowedToListVulnerabilities(t *testing.T) {
+	env.Isolate(t)
 	g := NewWithT(t)
 	ctx := t.Context()
 	createCatalogue(t)

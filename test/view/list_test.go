@@ -91,6 +91,7 @@ func showsRows(g Gomega, ctx context.Context, want ...string) {
 }
 
 func TestAUserFindsSearchesAndFiltersVulnerabilitiesInTheBrowser(t *testing.T) {
+	env.Isolate(t)
 	g := NewWithT(t)
 	createCatalogue(t)
 	ctx := newTab(t)
@@ -150,6 +151,7 @@ func TestAUserFindsSearchesAndFiltersVulnerabilitiesInTheBrowser(t *testing.T) {
 }
 
 func TestTheDetailPageShowsTheThreeSectionsInOrder(t *testing.T) {
+	env.Isolate(t)
 	g := NewWithT(t)
 	createCatalogue(t)
 	ctx := newTab(t)

@@ -45,7 +45,7 @@ func startManager(t *testing.T, listingURL string) {
 		"--webhook-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", ports[2]), "--webhook-cert-dir="+certDir,
 		"--sbom-dir="+filepath.Join(t.TempDir(), "sboms"), "--db-dir="+filepath.Join(t.TempDir(), "db"),
 		"--db-listing-url="+listingURL, "--db-update-interval=1m", "--findings-refresh-interval=1h")
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+env.KubeconfigPath, "POD_NAMESPACE=vigil-system")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+env.KubeconfigPath, "POD_NAMESPACE=vigil-system", "TMPDIR="+t.TempDir())
 	stderr, err := cmd.StderrPipe()
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(cmd.Start()).To(Succeed())
@@ -83,6 +83,7 @@ func startManager(t *testing.T, listingURL string) {
 }
 
 func TestARowAppearsWhenAVulnerableWorkloadRunsAndGoesWhenItStops(t *testing.T) {
+	env.Isolate(t)
 	g := NewWithT(t)
 	ctx := context.Background()
 

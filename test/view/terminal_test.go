@@ -30,6 +30,7 @@ func firstColumn(table string) []string {
 }
 
 func TestAUserFindsVulnerabilitiesInTheTerminal(t *testing.T) {
+	env.Isolate(t)
 	g := NewWithT(t)
 	createCatalogue(t)
 
@@ -97,6 +98,7 @@ func TestAUserFindsVulnerabilitiesInTheTerminal(t *testing.T) {
 }
 
 func TestTheTerminalExplainsWhatItCannotDo(t *testing.T) {
+	env.Isolate(t)
 	createCatalogue(t)
 	tests := []struct {
 		name string
