@@ -39,6 +39,7 @@ import (
 // webhook is installed twice, under two host names of the same manager: one that the webhook
 // kubeconfig gives the client certificate, one that it does not.
 func TestTheAPIServerCallsTheWebhookWithItsClientCertificate(t *testing.T) {
+	isolate(t)
 	g := NewWithT(t)
 	ctx := t.Context()
 	dir := t.TempDir()

@@ -19,6 +19,7 @@ import (
 // StorageClass the manager is a Deployment whose SBOMs live in an emptyDir; once the cluster has
 // one, a StatefulSet whose replicas each claim a volume of that class.
 func TestTheChartKeepsSBOMsWhereTheClusterProvidesStorage(t *testing.T) {
+	isolate(t)
 	g := NewWithT(t)
 	ctx := t.Context()
 	root, err := testenv.ModuleRoot()

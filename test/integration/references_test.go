@@ -26,6 +26,7 @@ import (
 func TestABogusPullSecretInOneNamespaceCannotFailAnotherNamespacesScan(t *testing.T) {
 	for _, executorKind := range []string{"in-process", "job"} {
 		t.Run(executorKind, func(t *testing.T) {
+			isolate(t)
 			g := NewWithT(t)
 			ctx := t.Context()
 			w := theWorld(t)
