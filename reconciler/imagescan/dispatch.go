@@ -55,6 +55,18 @@ func (d *Dispatcher) Take(name string) bool {
 	return true
 }
 
+// Release gives back the slot that name took without starting its scan (the write of its
+// attempt failed), so that its next reconcile takes it again instead of waiting for the grant to
+// expire with the slot held.
+func (d *Dispatcher) Release(name string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if g, ok := d.grants[name]; ok {
+		g.taken = false
+		d.grants[name] = g
+	}
+}
+
 // Trigger asks the dispatcher to look for free slots soon.
 func (d *Dispatcher) Trigger() {
 	select {

@@ -197,7 +197,11 @@ func (r *Reconciler) pending(ctx context.Context, scan *vigilv1alpha1.ImageScan)
 		status.Phase = vigilv1alpha1.ImageScanFailed
 		setCondition(status, scan, vigilv1alpha1.ConditionScanned, metav1.ConditionFalse, ReasonScanFailed,
 			fmt.Sprintf("No valid reference names %s", digest))
-		return ctrl.Result{}, r.writeStatus(ctx, scan, status)
+		if err := r.writeStatus(ctx, scan, status); err != nil {
+			r.Dispatcher.Release(scan.Name)
+			return ctrl.Result{}, err
+		}
+		return ctrl.Result{}, nil
 	}
 
 	// The attempt is written before it starts: whoever reconciles next knows it is in flight.
@@ -213,6 +217,9 @@ func (r *Reconciler) pending(ctx context.Context, scan *vigilv1alpha1.ImageScan)
 			fmt.Sprintf("Attempt %d of %d", seriesAttempts(status), r.MaxAttempts))
 	}
 	if err := r.writeStatus(ctx, scan, status); err != nil {
+		// Not started: the slot stays this image's for its next reconcile (a conflict only
+		// means the cache was behind).
+		r.Dispatcher.Release(scan.Name)
 		return ctrl.Result{}, err
 	}
 	if err := r.Executor.Submit(ctx, request); err != nil {

@@ -2,14 +2,18 @@ package imagescan
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
 	"github.com/vigil-dev/vigil/pkg/executor"
@@ -129,5 +133,39 @@ func TestOneLine(t *testing.T) {
 	}
 	if got := oneLine(strings.Repeat("x", 2000), 1000); len(got) != 1000 {
 		t.Errorf("a long message is cut to %d bytes, want 1000", len(got))
+	}
+}
+
+func TestAnAttemptWhoseWriteConflictedStartsOnTheNextReconcile(t *testing.T) {
+	scan := scanIn(vigilv1alpha1.ImageScanPending, 0)
+	exec := &fakeExecutor{}
+	r := newReconciler(t, exec, fakeStore{}, scan)
+	conflicts := 1
+	r.Client = interceptor.NewClient(r.Client.(client.WithWatch), interceptor.Funcs{
+		SubResourceUpdate: func(ctx context.Context, c client.Client, subResource string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+			if conflicts > 0 {
+				conflicts--
+				return apierrors.NewConflict(schema.GroupResource{Group: "vigil.dev", Resource: "imagescans"}, obj.GetName(), errors.New("the object has been modified"))
+			}
+			return c.SubResource(subResource).Update(ctx, obj, opts...)
+		},
+	})
+	if err := r.Dispatcher.dispatch(context.Background(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	request := ctrl.Request{NamespacedName: types.NamespacedName{Name: scan.Name}}
+	if _, err := r.Reconcile(context.Background(), request); err == nil {
+		t.Fatal("the conflicting write of the attempt is not reported")
+	}
+	// The retry, well within the grant's lifetime: the slot is still this image's.
+	if _, err := r.Reconcile(context.Background(), request); err != nil {
+		t.Fatal(err)
+	}
+	got := &vigilv1alpha1.ImageScan{}
+	if err := r.Client.Get(context.Background(), client.ObjectKeyFromObject(scan), got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.Phase != vigilv1alpha1.ImageScanScanning || len(exec.submitted) != 1 {
+		t.Errorf("after a conflicting write and a retry the image is %q with %d scans started; want it Scanning, started once", got.Status.Phase, len(exec.submitted))
 	}
 }
