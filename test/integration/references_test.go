@@ -109,12 +109,12 @@ func startJobScanningManager(t *testing.T, w *world) *managerProcess {
 	ensure(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "vigil-system"}})
 	ensure(t, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "vigil-system", Name: "vigil-scanner"}})
 	manager := startScanningManager(t, w, "--scan-executor=job", "--scanner-image=registry.example/vigil:test")
-	vigil, err := testenv.BuildBinary("./cmd/vigil")
+	scanner, err := testenv.BuildBinary("./cmd/vigil-scanner")
 	if err != nil {
 		t.Fatal(err)
 	}
 	runner := &testenv.JobRunner{
-		Env: env, Namespace: "vigil-system", Binary: vigil,
+		Env: env, Namespace: "vigil-system", Binary: scanner,
 		Secrets: map[string]map[string][]byte{"vigil-webhook-tls": {"ca.crt": manager.caPEM}},
 		Rewrite: map[string]string{"vigil-webhook.vigil-system.svc:443": fmt.Sprintf("127.0.0.1:%d", manager.webhookPort)},
 	}
