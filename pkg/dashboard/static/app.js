@@ -44,6 +44,30 @@
     }
   }
 
+  // restore replaces the filter form and the results with those of the server's page for the
+  // current URL, as after back or forward; the form keeps its listeners. A response without the
+  // form (a session that expired, an error page) is shown as a whole page instead.
+  async function restore(form) {
+    if (pending) pending.abort();
+    pending = new AbortController();
+    try {
+      const response = await fetch(location.pathname + location.search, { signal: pending.signal, headers: { Accept: "text/html" } });
+      const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+      const freshForm = fresh.getElementById("filters");
+      const freshResults = fresh.getElementById("results");
+      const results = document.getElementById("results");
+      if (!response.ok || !freshForm || !freshResults || !results) {
+        location.reload();
+        return;
+      }
+      form.innerHTML = freshForm.innerHTML;
+      results.innerHTML = freshResults.innerHTML;
+      updateCounts();
+    } catch (error) {
+      if (error.name !== "AbortError") setLive(false);
+    }
+  }
+
   // updateCounts copies the counts per severity of the results into the severity chips.
   function updateCounts() {
     const summary = document.querySelector("#results .summary");
@@ -74,8 +98,8 @@
       clearTimeout(timer);
       timer = setTimeout(apply, 250);
     });
-    // Back and forward: load the page of that URL, whose form the server fills in.
-    window.addEventListener("popstate", () => location.reload());
+    // Back and forward: the server's page for that URL fills in the form and the results.
+    window.addEventListener("popstate", () => restore(form));
   }
 
   if ("EventSource" in window) {
