@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	v6distribution "github.com/anchore/grype/grype/db/v6/distribution"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -24,7 +21,6 @@ import (
 
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
 	"github.com/vigil-dev/vigil/test/corpus"
-	"github.com/vigil-dev/vigil/test/fixtures/fixturedb"
 	"github.com/vigil-dev/vigil/test/fixtures/images"
 	"github.com/vigil-dev/vigil/test/fixtures/registry"
 	"github.com/vigil-dev/vigil/test/testenv"
@@ -55,32 +51,15 @@ func BenchmarkAdmissionToVulnerability(b *testing.B) {
 		b.Skip("bin/grype is not built; run 'make tools'")
 	}
 	ctx := context.Background()
-	env, err := testenv.Start()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer env.Stop()
-	defer testenv.RemoveBinaries()
-
-	reg := registry.Start(registry.Options{})
-	defer reg.Close()
-	served := b.TempDir()
-	built, err := fixturedb.Build(b.TempDir(), time.Now(),
-		filepath.Join(root, "test", "fixtures", "advisories"), filepath.Join(root, "test", "fixtures", "advisories-corpus"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := built.Package(served); err != nil {
-		b.Fatal(err)
-	}
-	dbServer := httptest.NewServer(http.FileServer(http.Dir(served)))
-	defer dbServer.Close()
+	bed := newBed(b)
+	env, reg := bed.env, bed.reg
+	built := bed.publishDB(bed.fixtures("advisories"), bed.fixtures("advisories-corpus"))
 	grypeDB := b.TempDir()
 	if err := os.Symlink(built.Dir, filepath.Join(grypeDB, "6")); err != nil {
 		b.Fatal(err)
 	}
 
-	manager, webhookPort, caPEM := startAdmissionManager(b, env, dbServer.URL+"/"+v6distribution.LatestFileName)
+	manager, webhookPort, caPEM := startAdmissionManager(b, env, bed.dbListingURL)
 	defer func() { _ = manager.Process.Kill(); _ = manager.Wait() }()
 	if _, err := env.InstallWebhook(ctx, "vigil-bench", webhookPort, caPEM); err != nil {
 		b.Fatal(err)

@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	v6distribution "github.com/anchore/grype/grype/db/v6/distribution"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -27,9 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
-	"github.com/vigil-dev/vigil/test/fixtures/fixturedb"
 	"github.com/vigil-dev/vigil/test/fixtures/images"
-	"github.com/vigil-dev/vigil/test/fixtures/registry"
 	"github.com/vigil-dev/vigil/test/testenv"
 )
 
@@ -49,16 +44,9 @@ var (
 //	go test -run '^$' -bench RuntimeFindings -benchtime 1x -timeout 30m ./test/load/
 func BenchmarkRuntimeFindings(b *testing.B) {
 	ctx := context.Background()
-	env, err := testenv.Start()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer env.Stop()
-	defer testenv.RemoveBinaries()
-
 	// The registry holds 500 distinct vulnerable images; the database server the fixture database.
-	reg := registry.Start(registry.Options{})
-	defer reg.Close()
+	bed := newBed(b)
+	env, reg := bed.env, bed.reg
 	recipes := []func() (v1.Image, error){images.JavaLog4j, images.NodeMinimist, images.DebianOpenSSL, images.AlpineOpenSSL, images.PythonPyYAML}
 	imageRefs := make([]string, benchImages)
 	imageIDs := map[string]string{}
@@ -79,27 +67,10 @@ func BenchmarkRuntimeFindings(b *testing.B) {
 		imageRefs[i] = reg.Host + "/" + repository + ":1"
 		imageIDs[imageRefs[i]] = pinned
 	}
-	served := b.TempDir()
-	root, err := testenv.ModuleRoot()
-	if err != nil {
-		b.Fatal(err)
-	}
-	advisories := filepath.Join(root, "test", "fixtures", "advisories")
-	builds := fixturedb.NewBuildClock(time.Now())
-	publish := func(sources ...string) {
-		built, err := fixturedb.Build(b.TempDir(), builds.Next(), sources...)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := built.Package(served); err != nil {
-			b.Fatal(err)
-		}
-	}
-	publish(advisories)
-	dbServer := httptest.NewServer(http.FileServer(http.Dir(served)))
-	defer dbServer.Close()
+	advisories := bed.fixtures("advisories")
+	bed.publishDB(advisories)
 
-	manager, logs := startBenchManager(b, env, dbServer.URL+"/"+v6distribution.LatestFileName)
+	manager, logs := startBenchManager(b, env, bed.dbListingURL)
 	defer func() { _ = manager.Process.Kill(); _ = manager.Wait() }()
 
 	// 500 Deployments of 10 running pods each.
@@ -149,7 +120,7 @@ func BenchmarkRuntimeFindings(b *testing.B) {
 
 	// Every image is scanned and every Deployment reported.
 	start = time.Now()
-	err = wait.PollUntilContextTimeout(ctx, time.Second, 20*time.Minute, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, time.Second, 20*time.Minute, true, func(ctx context.Context) (bool, error) {
 		return reportedWorkloads(ctx, env.Client) == benchImages, nil
 	})
 	if err != nil {
@@ -207,7 +178,7 @@ func BenchmarkRuntimeFindings(b *testing.B) {
 		pullsBefore += reg.Pulls(fmt.Sprintf("bench/app-%d", i))
 	}
 	published := time.Now()
-	publish(advisories, filepath.Join(root, "test", "fixtures", "advisories-update"))
+	bed.publishDB(advisories, bed.fixtures("advisories-update"))
 	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
 		scans := &vigilv1alpha1.ImageScanList{}
 		if err := env.Client.List(ctx, scans); err != nil {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
-	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -13,13 +11,11 @@ import (
 	"testing"
 	"time"
 
-	v6distribution "github.com/anchore/grype/grype/db/v6/distribution"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
-	"github.com/vigil-dev/vigil/test/fixtures/fixturedb"
 	"github.com/vigil-dev/vigil/test/fixtures/images"
 	"github.com/vigil-dev/vigil/test/fixtures/registry"
 	"github.com/vigil-dev/vigil/test/testenv"
@@ -57,31 +53,11 @@ type historySample struct {
 //	# VIGIL_BENCH_HISTORY_IMAGES=600 for a run of about ten minutes
 func BenchmarkNothingGrowsWithHistory(b *testing.B) {
 	ctx := context.Background()
-	env, err := testenv.Start()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer env.Stop()
-	defer testenv.RemoveBinaries()
-	root, err := testenv.ModuleRoot()
-	if err != nil {
-		b.Fatal(err)
-	}
+	bed := newBed(b)
+	env, reg := bed.env, bed.reg
+	bed.publishDB(bed.fixtures("advisories"))
 
-	reg := registry.Start(registry.Options{})
-	defer reg.Close()
-	served := b.TempDir()
-	built, err := fixturedb.Build(b.TempDir(), time.Now(), filepath.Join(root, "test", "fixtures", "advisories"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := built.Package(served); err != nil {
-		b.Fatal(err)
-	}
-	dbServer := httptest.NewServer(http.FileServer(http.Dir(served)))
-	defer dbServer.Close()
-
-	manager := startManagerWith(b, env, "--db-listing-url="+dbServer.URL+"/"+v6distribution.LatestFileName,
+	manager := startManagerWith(b, env, "--db-listing-url="+bed.dbListingURL,
 		"--db-update-interval=1h", "--scan-concurrency=2", "--retention="+historyRetention.String(),
 		// One namespace passes all the images: its hourly cap of new images, a bound against a
 		// flooding tenant, is not what this measures.

@@ -3,8 +3,6 @@ package load
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	v6distribution "github.com/anchore/grype/grype/db/v6/distribution"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,7 +19,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
-	"github.com/vigil-dev/vigil/test/fixtures/fixturedb"
 	"github.com/vigil-dev/vigil/test/fixtures/images"
 	"github.com/vigil-dev/vigil/test/fixtures/registry"
 	"github.com/vigil-dev/vigil/test/testenv"
@@ -43,19 +39,8 @@ var rematchSBOMs = envInt("VIGIL_BENCH_REMATCH_SBOMS", 500)
 //	go test -run '^$' -bench TimeToFindingDuringARematch -benchtime 1x -timeout 60m ./test/load/
 func BenchmarkTimeToFindingDuringARematch(b *testing.B) {
 	ctx := context.Background()
-	env, err := testenv.Start()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer env.Stop()
-	defer testenv.RemoveBinaries()
-	root, err := testenv.ModuleRoot()
-	if err != nil {
-		b.Fatal(err)
-	}
-
-	reg := registry.Start(registry.Options{})
-	defer reg.Close()
+	bed := newBed(b)
+	env, reg := bed.env, bed.reg
 	recipes := []func() (v1.Image, error){images.JavaLog4j, images.NodeMinimist, images.DebianOpenSSL, images.AlpineOpenSSL, images.PythonPyYAML}
 	imageIDs := map[string]string{}
 	references := make([]string, rematchSBOMs)
@@ -66,24 +51,10 @@ func BenchmarkTimeToFindingDuringARematch(b *testing.B) {
 		}
 		references[i], imageIDs[reference] = reference, pinned
 	}
-	served := b.TempDir()
-	advisories := filepath.Join(root, "test", "fixtures", "advisories")
-	update := filepath.Join(root, "test", "fixtures", "advisories-update")
-	publish := func(sources ...string) time.Time {
-		built, err := fixturedb.Build(b.TempDir(), time.Now(), sources...)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := built.Package(served); err != nil {
-			b.Fatal(err)
-		}
-		return built.Built
-	}
-	publish(advisories)
-	dbServer := httptest.NewServer(http.FileServer(http.Dir(served)))
-	defer dbServer.Close()
+	advisories, update := bed.fixtures("advisories"), bed.fixtures("advisories-update")
+	bed.publishDB(advisories)
 
-	manager := startManagerWith(b, env, "--db-listing-url="+dbServer.URL+"/"+v6distribution.LatestFileName,
+	manager := startManagerWith(b, env, "--db-listing-url="+bed.dbListingURL,
 		"--db-update-interval=1s", "--scan-concurrency=2", fmt.Sprintf("--max-images-per-namespace=%d", 4*rematchSBOMs))
 	defer manager.stop()
 	if _, err := env.InstallWebhook(ctx, "vigil-bench", manager.webhookPort, manager.caPEM); err != nil {
@@ -100,7 +71,7 @@ func BenchmarkTimeToFindingDuringARematch(b *testing.B) {
 	if err := runPods(ctx, env.Client, "stored", "app", references, imageIDs); err != nil {
 		b.Fatal(err)
 	}
-	err = wait.PollUntilContextTimeout(ctx, time.Second, 30*time.Minute, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, time.Second, 30*time.Minute, true, func(ctx context.Context) (bool, error) {
 		matched, _ := matchedSince(ctx, env.Client, time.Time{})
 		return matched >= rematchSBOMs, nil
 	})
@@ -126,9 +97,8 @@ func BenchmarkTimeToFindingDuringARematch(b *testing.B) {
 		idle = append(idle, newImage(fmt.Sprintf("idle-%d", round)))
 
 		// A new database: every stored SBOM is matched again.
-		time.Sleep(1100 * time.Millisecond) // a build time of its own
 		published := time.Now()
-		built := publish(advisories, update)
+		built := bed.publishDB(advisories, update).Built
 		err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
 			rematched, _ := matchedSince(ctx, env.Client, built)
 			return rematched > 0, nil
