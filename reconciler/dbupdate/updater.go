@@ -6,13 +6,21 @@ import (
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/log"
-
-	"github.com/vigil-dev/vigil/pkg/vulndb"
 )
+
+// Store is the part of the vulnerability database store (vulndb.Store) the Updater uses. On
+// every failure the database in use stays in use.
+type Store interface {
+	// Update checks the listing for a newer database and swaps it in; it returns whether it
+	// swapped.
+	Update(ctx context.Context) (bool, error)
+	// Import swaps in the database of an archive file.
+	Import(ctx context.Context, path string) error
+}
 
 // Updater keeps the vulnerability database current. It runs on the elected leader.
 type Updater struct {
-	Store *vulndb.Store
+	Store Store
 	// Interval is the time between checks.
 	Interval time.Duration
 	// ImportFile, when set, is an archive imported at start and again whenever it changes;

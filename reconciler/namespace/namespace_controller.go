@@ -64,25 +64,31 @@ type Reconciler struct {
 
 // SetupWithManager registers the reconciler; with openShift it also watches Projects.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, openShift bool) error {
-	toNamespace := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, object client.Object) []reconcile.Request {
-		name := object.GetNamespace()
-		if name == "" {
-			name = object.GetName() // a Project is named after its namespace
-		}
-		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: name}}}
-	})
+	toNamespace := handler.EnqueueRequestsFromMapFunc(namespaceOf)
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("namespaces").
 		For(&corev1.Namespace{}).
-		Watches(&rbacv1.RoleBinding{}, toNamespace, builder.WithPredicates(predicate.NewPredicateFuncs(func(object client.Object) bool {
-			return object.GetName() == RoleBindingName
-		})))
+		Watches(&rbacv1.RoleBinding{}, toNamespace, builder.WithPredicates(predicate.NewPredicateFuncs(isVigilsRoleBinding)))
 	if openShift {
 		project := &unstructured.Unstructured{}
 		project.SetGroupVersionKind(ProjectGVK)
 		b = b.Watches(project, toNamespace)
 	}
 	return b.Complete(r)
+}
+
+// namespaceOf maps a RoleBinding, or an OpenShift Project, to the namespace it belongs to.
+func namespaceOf(_ context.Context, object client.Object) []reconcile.Request {
+	name := object.GetNamespace()
+	if name == "" {
+		name = object.GetName() // a Project is named after its namespace
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: name}}}
+}
+
+// isVigilsRoleBinding tells whether a RoleBinding bears the name of the one Vigil keeps.
+func isVigilsRoleBinding(object client.Object) bool {
+	return object.GetName() == RoleBindingName
 }
 
 // ServesOpenShiftProjects tells whether the API server serves project.openshift.io Projects.

@@ -2,12 +2,15 @@ package namespace
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -99,5 +102,56 @@ func TestValidatePodSecurityLevel(t *testing.T) {
 		if err := ValidatePodSecurityLevel(level); (err == nil) != valid {
 			t.Errorf("%q: %v", level, err)
 		}
+	}
+}
+
+func TestPodSecurityTriesAgainUnlessItIsForbidden(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	namespaces := schema.GroupResource{Resource: "namespaces"}
+	tests := []struct {
+		name        string
+		failures    []error // the errors of the first patches
+		wantPatches int
+		wantErr     bool
+		wantLabel   string
+	}{
+		{
+			name: "a busy API server is asked again", failures: []error{apierrors.NewServerTimeout(namespaces, "patch", 1)},
+			wantPatches: 2, wantLabel: "restricted",
+		},
+		{
+			name: "a namespace Vigil may not label stops the manager at once", failures: []error{apierrors.NewForbidden(namespaces, "vigil-system", errors.New("denied"))},
+			wantPatches: 1, wantErr: true,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			patches := 0
+			c := fake.NewClientBuilder().WithScheme(scheme).
+				WithObjects(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "vigil-system"}}).
+				WithInterceptorFuncs(interceptor.Funcs{Patch: func(ctx context.Context, c client.WithWatch, object client.Object, patch client.Patch, options ...client.PatchOption) error {
+					patches++
+					if patches <= len(tc.failures) {
+						return tc.failures[patches-1]
+					}
+					return c.Patch(ctx, object, patch, options...)
+				}}).Build()
+			podSecurity := &PodSecurity{Client: c, Reader: c, Events: events.NewFakeRecorder(10), Namespace: "vigil-system",
+				Levels: map[string]string{"enforce": "restricted"}}
+			err := podSecurity.Start(t.Context())
+			if (err != nil) != tc.wantErr || patches != tc.wantPatches {
+				t.Errorf("error %v after %d patches; want an error: %t, %d patches", err, patches, tc.wantErr, tc.wantPatches)
+			}
+			namespace := &corev1.Namespace{}
+			if err := c.Get(t.Context(), client.ObjectKey{Name: "vigil-system"}, namespace); err != nil {
+				t.Fatal(err)
+			}
+			if got := namespace.Labels["pod-security.kubernetes.io/enforce"]; got != tc.wantLabel {
+				t.Errorf("enforce label %q, want %q", got, tc.wantLabel)
+			}
+		})
 	}
 }

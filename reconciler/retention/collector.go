@@ -79,10 +79,13 @@ func (c *Collector) Collect(ctx context.Context, now time.Time) error {
 		scan := scans.Items[i].DeepCopy() // the cache's own copy is never written to
 		if scan.Spec.Digest == "" {
 			if now.Sub(scan.CreationTimestamp.Time) > c.Retention {
-				if err := c.delete(ctx, scan); err != nil {
+				deleted, err := c.delete(ctx, scan)
+				if err != nil {
 					return err
 				}
-				logger.V(1).Info("Collected an image reference that never resolved", "imageScan", klog.KObj(scan))
+				if deleted {
+					logger.V(1).Info("Collected an image reference that never resolved", "imageScan", klog.KObj(scan))
+				}
 			}
 			continue
 		}
@@ -109,8 +112,12 @@ func (c *Collector) Collect(ctx context.Context, now time.Time) error {
 		if now.Sub(last) <= c.Retention {
 			continue
 		}
-		if err := c.delete(ctx, scan); err != nil {
+		deleted, err := c.delete(ctx, scan)
+		if err != nil {
 			return err
+		}
+		if !deleted {
+			continue // its SBOM stays with it
 		}
 		delete(known, scan.Spec.Digest)
 		if err := c.SBOMs.Delete(scan.Spec.Digest); err != nil {
@@ -137,13 +144,16 @@ func (c *Collector) Collect(ctx context.Context, now time.Time) error {
 	return nil
 }
 
-// delete deletes scan, unless it was replaced since it was read.
-func (c *Collector) delete(ctx context.Context, scan *vigilv1alpha1.ImageScan) error {
+// delete deletes scan, unless it was replaced since it was read, and tells whether it is gone.
+func (c *Collector) delete(ctx context.Context, scan *vigilv1alpha1.ImageScan) (bool, error) {
 	err := c.Client.Delete(ctx, scan, client.Preconditions{UID: &scan.UID, ResourceVersion: &scan.ResourceVersion})
-	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-		return fmt.Errorf("deleting ImageScan %s: %w", scan.Name, err)
+	if err == nil || apierrors.IsNotFound(err) { // NotFound: deleted meanwhile
+		return true, nil
 	}
-	// NotFound: deleted meanwhile. Conflict: changed meanwhile (a new reference, a new
-	// status); the next collection looks at it again.
-	return nil
+	if apierrors.IsConflict(err) {
+		// Changed meanwhile (a new reference, a new status: it may run again): it stays, with
+		// its SBOM, and the next collection looks at it again.
+		return false, nil
+	}
+	return false, fmt.Errorf("deleting ImageScan %s: %w", scan.Name, err)
 }
