@@ -90,20 +90,27 @@ ldflags_for_kubernetes() {
   echo "-s -w ${flags[*]}"
 }
 
-build_kubernetes_binary() {
-  local binary="$1"
-  local dir="$work/kubernetes"
+# build_kubernetes_binaries BINARY... builds Kubernetes commands in one go build, which compiles
+# the packages they share once and links them side by side.
+build_kubernetes_binaries() {
+  local dir="$work/kubernetes" packages=() binary
   if [[ ! -f "$dir/go.mod" ]]; then
     kube_mod="$(go mod download -json "k8s.io/kubernetes@$kube_version" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
     wrapper_module "$dir" "k8s.io/kubernetes $kube_version"
   fi
+  for binary in "$@"; do
+    packages+=("k8s.io/kubernetes/cmd/$binary")
+  done
+  mkdir -p "$work/kubernetes-bin"
   (
     cd "$dir"
-    GOFLAGS=-mod=mod go get "k8s.io/kubernetes/cmd/$binary@$kube_version"
+    GOFLAGS=-mod=mod go get "${packages[@]/%/@$kube_version}"
     CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "$(ldflags_for_kubernetes)" \
-      -o "$kube_cache/$binary.tmp" "k8s.io/kubernetes/cmd/$binary"
+      -o "$work/kubernetes-bin/" "${packages[@]}"
   )
-  mv "$kube_cache/$binary.tmp" "$kube_cache/$binary"
+  for binary in "$@"; do
+    mv "$work/kubernetes-bin/$binary" "$kube_cache/$binary"
+  done
 }
 
 # go_install DIR PACKAGE@VERSION [LDFLAGS] installs a module's command (no replace directives) into DIR.
@@ -140,17 +147,82 @@ build_runc() {
   rm -rf "$dir" && mv "$dir.tmp" "$dir"
 }
 
+# CoreDNS and the registry are built as their projects document for a custom build: a main that
+# imports only the plugins (storage drivers) the cluster uses, which leaves out the cloud
+# providers' SDKs and tracers that make up most of their full builds.
+
 build_coredns() {
-  local dir="$node_cache/coredns-$coredns_version"
+  local dir="$node_cache/coredns-$coredns_version-cluster"
   [[ -x "$dir/coredns" ]] && return 0
-  go_install "$dir" "github.com/coredns/coredns@$coredns_version"
+  local mod="$work/coredns"
+  wrapper_module "$mod" "github.com/coredns/coredns $coredns_version"
+  # The cluster's Corefile (test/cluster) and kubeadm's default one, in CoreDNS's directive order.
+  cat >"$mod/main.go" <<'GO'
+// Command coredns is CoreDNS with the plugins a cluster's DNS add-on uses.
+package main
+
+import (
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/coremain"
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/forward"
+	_ "github.com/coredns/coredns/plugin/health"
+	_ "github.com/coredns/coredns/plugin/hosts"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+	_ "github.com/coredns/coredns/plugin/loadbalance"
+	_ "github.com/coredns/coredns/plugin/log"
+	_ "github.com/coredns/coredns/plugin/loop"
+	_ "github.com/coredns/coredns/plugin/metrics"
+	_ "github.com/coredns/coredns/plugin/ready"
+	_ "github.com/coredns/coredns/plugin/reload"
+)
+
+func init() {
+	dnsserver.Directives = []string{
+		"reload", "ready", "health", "prometheus", "errors", "log", "loadbalance", "cache",
+		"hosts", "kubernetes", "loop", "forward",
+	}
+}
+
+func main() { coremain.Run() }
+GO
+  mkdir -p "$dir.tmp"
+  (
+    cd "$mod"
+    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "$dir.tmp/coredns" .
+  )
   rm -rf "$dir" && mv "$dir.tmp" "$dir"
 }
 
 build_registry() {
-  local dir="$node_cache/registry-$registry_version"
+  local dir="$node_cache/registry-$registry_version-cluster"
   [[ -x "$dir/registry" ]] && return 0
-  go_install "$dir" "github.com/distribution/distribution/v3/cmd/registry@$registry_version"
+  local mod="$work/registry"
+  wrapper_module "$mod" "github.com/distribution/distribution/v3 $registry_version"
+  cat >"$mod/main.go" <<'GO'
+// Command registry is CNCF distribution's registry with filesystem storage and htpasswd
+// authentication, the two the cluster's registries use.
+package main
+
+import (
+	"github.com/distribution/distribution/v3/registry"
+	_ "github.com/distribution/distribution/v3/registry/auth/htpasswd"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+)
+
+func main() {
+	if err := registry.RootCmd.Execute(); err != nil {
+		panic(err)
+	}
+}
+GO
+  mkdir -p "$dir.tmp"
+  (
+    cd "$mod"
+    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "$dir.tmp/registry" .
+  )
   rm -rf "$dir" && mv "$dir.tmp" "$dir"
 }
 
@@ -170,11 +242,13 @@ if [[ ! -x "$kube_cache/kube-apiserver" ]]; then
   echo "The control plane is not built yet: run hack/build-controlplane.sh (make controlplane) first" >&2
   exit 1
 fi
+missing=()
 for binary in kubelet kube-controller-manager kube-scheduler kube-proxy; do
-  if [[ ! -x "$kube_cache/$binary" ]]; then
-    timed build_kubernetes_binary "$binary"
-  fi
+  [[ -x "$kube_cache/$binary" ]] || missing+=("$binary")
 done
+if [[ ${#missing[@]} -gt 0 ]]; then
+  timed build_kubernetes_binaries "${missing[@]}"
+fi
 
 link() {
   ln -sfn "$1" "$out/$(basename "$1")"
@@ -186,6 +260,6 @@ for binary in containerd containerd-shim-runc-v2 ctr; do
   link "$node_cache/containerd-$containerd_version/$binary"
 done
 link "$node_cache/runc-$runc_version/runc"
-link "$node_cache/coredns-$coredns_version/coredns"
-link "$node_cache/registry-$registry_version/registry"
+link "$node_cache/coredns-$coredns_version-cluster/coredns"
+link "$node_cache/registry-$registry_version-cluster/registry"
 echo "Node $kube_version is built; its binaries are linked in ${out#"$root"/}"
