@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -48,29 +47,17 @@ func TestTheChartInstallsAndItsManagerRunsWithItsOwnRBAC(t *testing.T) {
 	isolate(t)
 	g := NewWithT(t)
 	ctx := t.Context()
-	root, err := testenv.ModuleRoot()
-	g.Expect(err).NotTo(HaveOccurred())
-	helm := filepath.Join(root, "bin", "helm")
-	if _, err := os.Stat(helm); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("bin/helm is missing (make tools builds it): %v", err)
-		}
-		t.Skip("bin/helm is not built; run 'make tools'")
-	}
 	crds, err := testenv.CertManagerCRDDir()
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(testenv.InstallCRDs(env, crds)).To(Succeed())
 
 	// The README's install command.
-	install := exec.Command(helm, "install", "vigil", "charts/vigil", "--namespace", "vigil-system", "--create-namespace",
+	install := helmCommand(t, "install", "vigil", "charts/vigil", "--namespace", "vigil-system", "--create-namespace",
 		"--set", "vulnerabilityScanning.enabled=true", "--kubeconfig", env.KubeconfigPath)
-	install.Dir = root
-	install.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
 	out, err := install.CombinedOutput()
 	g.Expect(err).NotTo(HaveOccurred(), "helm install: %s", out)
+	uninstall := helmCommand(t, "uninstall", "vigil", "--namespace", "vigil-system", "--kubeconfig", env.KubeconfigPath)
 	t.Cleanup(func() {
-		uninstall := exec.Command(helm, "uninstall", "vigil", "--namespace", "vigil-system", "--kubeconfig", env.KubeconfigPath)
-		uninstall.Env = install.Env
 		_ = uninstall.Run()
 	})
 

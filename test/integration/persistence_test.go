@@ -1,17 +1,12 @@
 package integration
 
 import (
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"testing"
 
 	. "github.com/onsi/gomega"
 	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/vigil-dev/vigil/test/testenv"
 )
 
 // TestTheChartKeepsSBOMsWhereTheClusterProvidesStorage renders the chart's defaults against the
@@ -22,20 +17,9 @@ func TestTheChartKeepsSBOMsWhereTheClusterProvidesStorage(t *testing.T) {
 	isolate(t)
 	g := NewWithT(t)
 	ctx := t.Context()
-	root, err := testenv.ModuleRoot()
-	g.Expect(err).NotTo(HaveOccurred())
-	helm := filepath.Join(root, "bin", "helm")
-	if _, err := os.Stat(helm); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("bin/helm is missing (make tools builds it): %v", err)
-		}
-		t.Skip("bin/helm is not built; run 'make tools'")
-	}
 	render := func() string {
-		cmd := exec.Command(helm, "template", "vigil", "charts/vigil", "--namespace", "vigil-system",
+		cmd := helmCommand(t, "template", "vigil", "charts/vigil", "--namespace", "vigil-system",
 			"--set", "vulnerabilityScanning.enabled=true", "--dry-run=server", "--kubeconfig", env.KubeconfigPath)
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
 		out, err := cmd.CombinedOutput()
 		g.Expect(err).NotTo(HaveOccurred(), "helm template: %s", out)
 		return string(out)

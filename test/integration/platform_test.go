@@ -24,16 +24,9 @@ import (
 	"github.com/vigil-dev/vigil/test/testenv"
 )
 
-// renderChart renders charts/vigil as release "story" in namespace vigil-system with the values
-// files and --set values, and returns its documents of kind.
-func renderChart(t *testing.T, kind string, valuesFiles []string, set ...string) []string {
-	t.Helper()
-	return renderChartIn(t, "vigil-system", kind, valuesFiles, set...)
-}
-
-// renderChartIn renders charts/vigil as release "story" in namespace with the values files and
-// --set values, and returns its documents of kind.
-func renderChartIn(t *testing.T, namespace, kind string, valuesFiles []string, set ...string) []string {
+// helmCommand is bin/helm with args, run from the module's root with helm's homes in temporary
+// folders. Without bin/helm the test is skipped, or fails under CI.
+func helmCommand(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
 	root, err := testenv.ModuleRoot()
 	if err != nil {
@@ -46,6 +39,23 @@ func renderChartIn(t *testing.T, namespace, kind string, valuesFiles []string, s
 		}
 		t.Skip("bin/helm is not built; run 'make tools'")
 	}
+	cmd := exec.Command(helm, args...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
+	return cmd
+}
+
+// renderChart renders charts/vigil as release "story" in namespace vigil-system with the values
+// files and --set values, and returns its documents of kind.
+func renderChart(t *testing.T, kind string, valuesFiles []string, set ...string) []string {
+	t.Helper()
+	return renderChartIn(t, "vigil-system", kind, valuesFiles, set...)
+}
+
+// renderChartIn renders charts/vigil as release "story" in namespace with the values files and
+// --set values, and returns its documents of kind.
+func renderChartIn(t *testing.T, namespace, kind string, valuesFiles []string, set ...string) []string {
+	t.Helper()
 	args := []string{"template", "story", "charts/vigil", "--namespace", namespace}
 	for _, file := range valuesFiles {
 		args = append(args, "--values", file)
@@ -53,9 +63,7 @@ func renderChartIn(t *testing.T, namespace, kind string, valuesFiles []string, s
 	for _, s := range set {
 		args = append(args, "--set", s)
 	}
-	cmd := exec.Command(helm, args...)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
+	cmd := helmCommand(t, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
