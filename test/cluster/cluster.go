@@ -31,6 +31,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/vigil-dev/vigil/test/testenv"
 )
 
 // The cluster's addresses: the node's on its dummy interface, the pods' on the bridge, and the
@@ -154,7 +156,7 @@ func CanRun() error {
 }
 
 func defaultBinDir() (string, error) {
-	root, err := moduleRoot()
+	root, err := testenv.ModuleRoot()
 	if err != nil {
 		return "", err
 	}
@@ -163,23 +165,6 @@ func defaultBinDir() (string, error) {
 		return "", fmt.Errorf("asking hack/build-node.sh for the binaries' folder: %w", err)
 	}
 	return string(bytes.TrimSpace(out)), nil
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("finding the working directory: %w", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }
 
 func (c *Cluster) bin(name string) string {

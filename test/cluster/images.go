@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/vigil-dev/vigil/test/fixtures/images"
+	"github.com/vigil-dev/vigil/test/testenv"
 )
 
 // PausePath is the path, inside an image, of the pause binary that WithPause adds.
@@ -46,7 +47,7 @@ func (c *Cluster) pushSystemImages(ctx context.Context) error {
 
 // pauseBinary builds the pause command (static) and returns its content.
 func (c *Cluster) pauseBinary() ([]byte, error) {
-	root, err := moduleRoot()
+	root, err := testenv.ModuleRoot()
 	if err != nil {
 		return nil, err
 	}
