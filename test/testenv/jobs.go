@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -16,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 )
@@ -104,6 +106,12 @@ func (r *JobRunner) run(ctx context.Context, job *batchv1.Job) (string, error) {
 	if err := r.Env.Client.Create(ctx, pod); err != nil {
 		return "", fmt.Errorf("creating the pod of Job %s: %w", job.Name, err)
 	}
+	if err := r.updateJobStatus(ctx, job, func(status *batchv1.JobStatus) {
+		started := metav1.Now()
+		status.StartTime, status.Active = &started, 1
+	}); err != nil {
+		return "", fmt.Errorf("starting Job %s: %w", job.Name, err)
+	}
 	pod.Status.Phase = corev1.PodRunning
 	if err := r.Env.Client.Status().Update(ctx, pod); err != nil {
 		return "", fmt.Errorf("starting the pod of Job %s: %w", job.Name, err)
@@ -115,9 +123,7 @@ func (r *JobRunner) run(ctx context.Context, job *batchv1.Job) (string, error) {
 	defer os.RemoveAll(dir)
 	container := pod.Spec.Containers[0]
 	if want := "/" + filepath.Base(r.Binary); len(container.Command) != 1 || container.Command[0] != want {
-		pod.Status.Phase = corev1.PodFailed
-		_ = r.Env.Client.Status().Update(ctx, pod)
-		return "", fmt.Errorf("the Job's command is %q; this runner runs %s", container.Command, want)
+		return "", errors.Join(fmt.Errorf("the Job's command is %q; this runner runs %s", container.Command, want), r.end(ctx, job, pod, false))
 	}
 	mounts := map[string]string{}
 	for _, volume := range pod.Spec.Volumes {
@@ -154,13 +160,53 @@ func (r *JobRunner) run(ctx context.Context, job *batchv1.Job) (string, error) {
 	cmd := exec.CommandContext(ctx, r.Binary, args...)
 	cmd.Env = append(os.Environ(), "TMPDIR="+mounts["/tmp"])
 	output, err := cmd.CombinedOutput()
-	phase := corev1.PodSucceeded
-	if err != nil {
-		phase = corev1.PodFailed
+	return string(output), errors.Join(err, r.end(ctx, job, pod, err == nil))
+}
+
+// end records the end of a Job's only pod as a kubelet and the Job controller would: the pod's
+// phase, then the Job's count and its terminal conditions (a failed pod fails the Job: scan Jobs
+// are not retried).
+func (r *JobRunner) end(ctx context.Context, job *batchv1.Job, pod *corev1.Pod, succeeded bool) error {
+	pod.Status.Phase = corev1.PodFailed
+	if succeeded {
+		pod.Status.Phase = corev1.PodSucceeded
 	}
-	pod.Status.Phase = phase
-	_ = r.Env.Client.Status().Update(ctx, pod)
-	return string(output), err
+	if err := r.Env.Client.Status().Update(ctx, pod); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("ending the pod of Job %s: %w", job.Name, err)
+	}
+	// A Job deleted meanwhile (its scan reported, or abandoned) has nothing left to record.
+	err := r.updateJobStatus(ctx, job, func(status *batchv1.JobStatus) {
+		now := metav1.Now()
+		condition := func(kind batchv1.JobConditionType, reason string) batchv1.JobCondition {
+			return batchv1.JobCondition{Type: kind, Status: corev1.ConditionTrue, Reason: reason, LastProbeTime: now, LastTransitionTime: now}
+		}
+		status.Active = 0
+		if succeeded {
+			status.Succeeded, status.CompletionTime = 1, &now
+			status.Conditions = append(status.Conditions,
+				condition(batchv1.JobSuccessCriteriaMet, batchv1.JobReasonCompletionsReached), condition(batchv1.JobComplete, batchv1.JobReasonCompletionsReached))
+			return
+		}
+		status.Failed = 1
+		status.Conditions = append(status.Conditions,
+			condition(batchv1.JobFailureTarget, batchv1.JobReasonBackoffLimitExceeded), condition(batchv1.JobFailed, batchv1.JobReasonBackoffLimitExceeded))
+	})
+	if client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("ending Job %s: %w", job.Name, err)
+	}
+	return nil
+}
+
+// updateJobStatus changes the status of the newest Job of job's name with change, and writes it.
+func (r *JobRunner) updateJobStatus(ctx context.Context, job *batchv1.Job, change func(*batchv1.JobStatus)) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		current := &batchv1.Job{}
+		if err := r.Env.Client.Get(ctx, client.ObjectKeyFromObject(job), current); err != nil {
+			return err
+		}
+		change(&current.Status)
+		return r.Env.Client.Status().Update(ctx, current)
+	})
 }
 
 // materialize writes a volume's content into local, as a kubelet mounts it.
