@@ -1,12 +1,14 @@
 package vulndb
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +16,8 @@ import (
 
 	v6 "github.com/anchore/grype/grype/db/v6"
 	v6distribution "github.com/anchore/grype/grype/db/v6/distribution"
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 
 	"github.com/vigil-dev/vigil/pkg/match"
 	"github.com/vigil-dev/vigil/test/fixtures/fixturedb"
@@ -289,6 +293,29 @@ func (d *distribution) writeListing(t *testing.T, content string) {
 	}
 }
 
+// errorLog keeps the errors logged through a context, from any goroutine.
+type errorLog struct {
+	mu     sync.Mutex
+	errors []string
+}
+
+// into returns ctx with a logger that records its errors into l.
+func (l *errorLog) into(ctx context.Context) context.Context {
+	return logr.NewContext(ctx, funcr.New(func(_, args string) {
+		if strings.Contains(args, `"error"=`) {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			l.errors = append(l.errors, args)
+		}
+	}, funcr.Options{}))
+}
+
+func (l *errorLog) logged() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.errors)
+}
+
 // waitUntilGone waits for the retired database folder to be removed.
 func waitUntilGone(t *testing.T, dir string) {
 	t.Helper()
@@ -302,7 +329,8 @@ func waitUntilGone(t *testing.T, dir string) {
 }
 
 func TestUpdatingFromTheListing(t *testing.T) {
-	ctx := t.Context()
+	var log errorLog
+	ctx := log.into(t.Context())
 	older, newer := databases(t)
 	served := newDistribution(t)
 	var swaps []match.Database
@@ -405,6 +433,9 @@ func TestUpdatingFromTheListing(t *testing.T) {
 	if len(entries) != 2 {
 		t.Errorf("the root holds %v, want the link and the database in use, no staging left", entries)
 	}
+	if errs := log.logged(); len(errs) != 0 {
+		t.Errorf("retiring the previous database logged errors: %v", errs)
+	}
 }
 
 func TestUpdatingWithoutAListing(t *testing.T) {
@@ -418,7 +449,8 @@ func TestUpdatingWithoutAListing(t *testing.T) {
 }
 
 func TestImportingADatabase(t *testing.T) {
-	ctx := t.Context()
+	var log errorLog
+	ctx := log.into(t.Context())
 	older, newer := databases(t)
 	archiveDir := t.TempDir()
 	newer.Package(archiveDir) //nolint:errcheck // checked by the glob below
@@ -474,6 +506,9 @@ func TestImportingADatabase(t *testing.T) {
 	}
 	if len(entries) != 2 {
 		t.Errorf("the root holds %v, want the link and the imported database", entries)
+	}
+	if errs := log.logged(); len(errs) != 0 {
+		t.Errorf("retiring the hand-placed database logged errors: %v", errs)
 	}
 }
 
