@@ -280,16 +280,15 @@ func (s *Store) swap(ctx context.Context, stagedDir string) error {
 	logr.FromContextOrDiscard(ctx).Info("Swapped in a new vulnerability database",
 		"schema", opened.SchemaVersion, "built", opened.Built)
 
-	if previous != nil || previousDir != "" {
-		go retire(ctx, previous, previousDir)
-	}
+	go retire(ctx, previous, previousDir)
 	if s.options.OnSwap != nil {
 		s.options.OnSwap(opened)
 	}
 	return nil
 }
 
-// retire closes the previous database once its last user releases it and removes its folder.
+// retire closes the previous database once its last user releases it and removes its folder;
+// either may be absent (nil, "").
 func retire(ctx context.Context, previous *loaded, dir string) {
 	if previous != nil {
 		previous.users.Wait()

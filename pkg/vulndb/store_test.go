@@ -177,6 +177,32 @@ func TestOpeningADatabase(t *testing.T) {
 	}
 }
 
+func TestTheMetadataADatabaseIsKnownBy(t *testing.T) {
+	built := time.Date(2026, 11, 29, 6, 0, 0, 0, time.FixedZone("CET", 3600))
+	tests := []struct {
+		name     string
+		metadata *v6.DBMetadata
+		want     match.Database
+		wantErr  string
+	}{
+		{name: "no metadata", wantErr: "it has no metadata"},
+		{name: "another schema", metadata: &v6.DBMetadata{Model: 5, Revision: 0, Addition: 2, BuildTimestamp: &built},
+			wantErr: "its schema is v5, not v6"},
+		{name: "no build time", metadata: &v6.DBMetadata{Model: v6.ModelVersion, Revision: 1}, wantErr: "it has no build time"},
+		{name: "a v6 database", metadata: &v6.DBMetadata{Model: v6.ModelVersion, Revision: 1, Addition: 3, BuildTimestamp: &built},
+			want: match.Database{SchemaVersion: "v6.1.3", Built: time.Date(2026, 11, 29, 5, 0, 0, 0, time.UTC)}},
+	}
+	for _, tc := range tests {
+		got, err := identify(tc.metadata)
+		if tc.wantErr != "" && (err == nil || err.Error() != tc.wantErr) {
+			t.Errorf("%s: %+v, %v; want the error %q", tc.name, got, err, tc.wantErr)
+		}
+		if got != tc.want || (tc.wantErr == "" && err != nil) {
+			t.Errorf("%s: %+v, %v; want %+v", tc.name, got, err, tc.want)
+		}
+	}
+}
+
 func TestOpeningAStore(t *testing.T) {
 	older, _ := databases(t)
 	file := filepath.Join(t.TempDir(), "file")
