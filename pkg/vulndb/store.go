@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -252,7 +253,11 @@ func (s *Store) swap(ctx context.Context, stagedDir string) error {
 	}
 	previousDir := ""
 	if target, err := os.Readlink(link); err == nil {
-		previousDir = filepath.Join(s.options.Root, target)
+		// Vigil's own link names a versioned folder beside it. A link placed by hand may name a
+		// folder that is not Vigil's (grype's own cache, say): it is left where it is.
+		if isVersioned(target) {
+			previousDir = filepath.Join(s.options.Root, target)
+		}
 	} else if info, err := os.Lstat(link); err == nil && info.IsDir() {
 		// A database placed by hand (or by grype) as a plain folder: keep it aside until the new
 		// one is in place.
@@ -285,6 +290,12 @@ func (s *Store) swap(ctx context.Context, stagedDir string) error {
 		s.options.OnSwap(opened)
 	}
 	return nil
+}
+
+// isVersioned tells whether a link target names one of the versioned database folders that swap
+// places in the database root.
+func isVersioned(target string) bool {
+	return target == filepath.Base(target) && strings.HasPrefix(target, "db-")
 }
 
 // retire closes the previous database once its last user releases it and removes its folder;

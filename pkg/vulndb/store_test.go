@@ -565,3 +565,68 @@ func TestClosingWaitsForTheMatchersInUse(t *testing.T) {
 		t.Errorf("closing twice: %v", err)
 	}
 }
+
+func TestASwapRemovesOnlyTheDatabasesVigilPlaced(t *testing.T) {
+	older, newer := databases(t)
+	archiveDir := t.TempDir()
+	if _, err := newer.Package(archiveDir); err != nil {
+		t.Fatal(err)
+	}
+	archives, err := filepath.Glob(filepath.Join(archiveDir, "*.tar.gz"))
+	if err != nil || len(archives) != 1 {
+		t.Fatalf("archives %v, %v", archives, err)
+	}
+	// An operator points ROOT/6 at a database folder of their own, beside the root or anywhere.
+	for _, name := range []string{"beside the root", "anywhere"} {
+		t.Run("a link "+name, func(t *testing.T) {
+			parent := t.TempDir()
+			root, own := filepath.Join(parent, "root"), filepath.Join(parent, "grype", "6")
+			place(t, older, own)
+			target := filepath.Join("..", "grype", "6")
+			if name == "anywhere" {
+				target = own
+			}
+			if err := os.MkdirAll(root, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(target, filepath.Join(root, "6")); err != nil {
+				t.Fatal(err)
+			}
+			var log errorLog
+			store, err := NewStore(Options{Root: root})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer store.Close()
+			before, release, err := store.Acquire()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := store.Import(log.into(t.Context()), archives[0]); err != nil {
+				t.Fatal(err)
+			}
+			if got := store.Status().Database; got != identity(newer) {
+				t.Errorf("database after the import %+v", got)
+			}
+			// The previous database is retired in the background once released: closed, then its
+			// folder removed when it is Vigil's. Wait until it is closed, then a little longer.
+			release()
+			for i := 0; ; i++ {
+				if _, err := before.Describe(nvdCVE, nil); err != nil {
+					break
+				}
+				if i == 200 {
+					t.Fatal("the previous database is never closed")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			time.Sleep(100 * time.Millisecond)
+			if _, err := os.Stat(filepath.Join(own, v6.VulnerabilityDBFileName)); err != nil {
+				t.Errorf("the operator's own database was removed: %v", err)
+			}
+			if errs := log.logged(); len(errs) != 0 {
+				t.Errorf("logged errors: %v", errs)
+			}
+		})
+	}
+}
