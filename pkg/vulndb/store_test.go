@@ -388,6 +388,7 @@ func TestUpdatingFromTheListing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer release() // before the deferred Close, which waits for it, when the test stops early
 	served.publish(t, newer)
 	if swapped, err := store.Update(ctx); !swapped || err != nil {
 		t.Fatalf("the update to a newer database swapped %v, %v", swapped, err)
@@ -502,6 +503,7 @@ func TestImportingADatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer release() // before the deferred Close, which waits for it, when the test stops early
 
 	for _, path := range []string{filepath.Join(archiveDir, "missing.tar.gz"), garbage} {
 		if err := store.Import(ctx, path); err == nil || store.Status().LastError != err.Error() || store.Status().Database != identity(older) {
@@ -602,6 +604,7 @@ func TestASwapRemovesOnlyTheDatabasesVigilPlaced(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			defer release() // before the deferred Close, which waits for it, when the test stops early
 			if err := store.Import(log.into(t.Context()), archives[0]); err != nil {
 				t.Fatal(err)
 			}
