@@ -81,3 +81,21 @@ func TestSeverityWordsAndRanks(t *testing.T) {
 		}
 	}
 }
+
+func TestFindingsThatSortAlikeKeepTheirOrder(t *testing.T) {
+	// The same vulnerability of the same package version found twice (a deb and a binary of one
+	// name): the sort must not reorder them, so that reports stay the same from one scan to the next.
+	findings := []Finding{
+		{Details: Details{ID: "CVE-1", Severity: SeverityHigh}, Package: Package{Name: "openssl", Version: "3.0.7", Type: "deb"}},
+		{Details: Details{ID: "CVE-1", Severity: SeverityHigh}, Package: Package{Name: "openssl", Version: "3.0.7", Type: "binary"}},
+		{Details: Details{ID: "CVE-1", Severity: SeverityHigh}, Package: Package{Name: "openssl", Version: "3.0.7", Type: "apk"}},
+	}
+	SortFindings(findings)
+	var got []string
+	for _, f := range findings {
+		got = append(got, f.Package.Type)
+	}
+	if strings.Join(got, " ") != "deb binary apk" {
+		t.Errorf("order %v, want deb binary apk as given", got)
+	}
+}

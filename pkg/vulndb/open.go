@@ -25,19 +25,32 @@ func Open(dir string) (vulnerability.Provider, match.Database, error) {
 		return nil, match.Database{}, fmt.Errorf("opening the vulnerability database %s: %w", path, err)
 	}
 	metadata, err := reader.GetDBMetadata()
-	if err == nil && metadata == nil {
-		err = errors.New("it has no metadata")
-	}
-	if err == nil && (metadata.Model != v6.ModelVersion || metadata.BuildTimestamp == nil) {
-		err = fmt.Errorf("its schema is v%d, not v%d", metadata.Model, v6.ModelVersion)
-	}
 	if err != nil {
 		_ = reader.Close()
 		return nil, match.Database{}, fmt.Errorf("reading the vulnerability database %s: %w", path, err)
 	}
-	database := match.Database{
-		SchemaVersion: fmt.Sprintf("v%d.%d.%d", metadata.Model, metadata.Revision, metadata.Addition),
-		Built:         metadata.BuildTimestamp.UTC(),
+	database, err := identify(metadata)
+	if err != nil {
+		_ = reader.Close()
+		return nil, match.Database{}, fmt.Errorf("reading the vulnerability database %s: %w", path, err)
 	}
 	return v6.NewVulnerabilityProvider(reader), database, nil
+}
+
+// identify is the identity of a database with metadata, or why Vigil cannot read it. grype's
+// reader already refuses other schemas; this keeps Vigil safe if a later reader stops doing so.
+func identify(metadata *v6.DBMetadata) (match.Database, error) {
+	if metadata == nil {
+		return match.Database{}, errors.New("it has no metadata")
+	}
+	if metadata.Model != v6.ModelVersion {
+		return match.Database{}, fmt.Errorf("its schema is v%d, not v%d", metadata.Model, v6.ModelVersion)
+	}
+	if metadata.BuildTimestamp == nil {
+		return match.Database{}, errors.New("it has no build time")
+	}
+	return match.Database{
+		SchemaVersion: fmt.Sprintf("v%d.%d.%d", metadata.Model, metadata.Revision, metadata.Addition),
+		Built:         metadata.BuildTimestamp.UTC(),
+	}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -252,7 +253,11 @@ func (s *Store) swap(ctx context.Context, stagedDir string) error {
 	}
 	previousDir := ""
 	if target, err := os.Readlink(link); err == nil {
-		previousDir = filepath.Join(s.options.Root, target)
+		// Vigil's own link names a versioned folder beside it. A link placed by hand may name a
+		// folder that is not Vigil's (grype's own cache, say): it is left where it is.
+		if isVersioned(target) {
+			previousDir = filepath.Join(s.options.Root, target)
+		}
 	} else if info, err := os.Lstat(link); err == nil && info.IsDir() {
 		// A database placed by hand (or by grype) as a plain folder: keep it aside until the new
 		// one is in place.
@@ -280,16 +285,21 @@ func (s *Store) swap(ctx context.Context, stagedDir string) error {
 	logr.FromContextOrDiscard(ctx).Info("Swapped in a new vulnerability database",
 		"schema", opened.SchemaVersion, "built", opened.Built)
 
-	if previous != nil || previousDir != "" {
-		go retire(ctx, previous, previousDir)
-	}
+	go retire(ctx, previous, previousDir)
 	if s.options.OnSwap != nil {
 		s.options.OnSwap(opened)
 	}
 	return nil
 }
 
-// retire closes the previous database once its last user releases it and removes its folder.
+// isVersioned tells whether a link target names one of the versioned database folders that swap
+// places in the database root.
+func isVersioned(target string) bool {
+	return target == filepath.Base(target) && strings.HasPrefix(target, "db-")
+}
+
+// retire closes the previous database once its last user releases it and removes its folder;
+// either may be absent (nil, "").
 func retire(ctx context.Context, previous *loaded, dir string) {
 	if previous != nil {
 		previous.users.Wait()
