@@ -299,6 +299,13 @@ func TestEventsAreMappedToTheVulnerabilitiesTheyAffect(t *testing.T) {
 	podRunsUnscanned := func(x *Index) {
 		x.SetPod(apiPod, []RunningContainer{{Digest: digestA, Workload: Workload{"shop", "Pod", "api-1"}, Container: "app"}})
 	}
+	// Both images have log4j, and each runs.
+	bothRunLog4j := func(x *Index) {
+		x.SetImage(digestA, "registry.example/shop/api:1.4", []vigilv1alpha1.ImageVulnerability{log4j("2.14.1")})
+		x.SetImage(digestB, "registry.example/shop/worker:2.0", []vigilv1alpha1.ImageVulnerability{log4j("2.14.1")})
+		x.SetPod(apiPod, []RunningContainer{{Digest: digestA, Workload: Workload{"shop", "Pod", "api-1"}, Container: "app"}})
+		x.SetPod(types.NamespacedName{Namespace: "shop", Name: "worker-1"}, []RunningContainer{{Digest: digestB, Workload: Workload{"shop", "Pod", "worker-1"}, Container: "app"}})
+	}
 	failListing := interceptor.Funcs{List: func(context.Context, client.WithWatch, client.ObjectList, ...client.ListOption) error { return forbid }}
 	failNamespace := interceptor.Funcs{Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, object client.Object, options ...client.GetOption) error {
 		if _, ok := object.(*corev1.Namespace); ok {
@@ -338,6 +345,15 @@ func TestEventsAreMappedToTheVulnerabilitiesTheyAffect(t *testing.T) {
 				r.podEvents().Delete(t.Context(), event.TypedDeleteEvent[client.Object]{Object: pod(digestA)}, q)
 			},
 			want: []string{log4jName}},
+
+		{name: "a pod that is deleted while another pod runs the same image", before: func(x *Index) {
+			apiRuns(x)
+			x.SetPod(types.NamespacedName{Namespace: "shop", Name: "api-2"}, []RunningContainer{{Digest: digestA, Workload: Workload{"shop", "Pod", "api-2"}, Container: "app"}})
+		},
+			event: func(r *Reconciler, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				r.podEvents().Delete(t.Context(), event.TypedDeleteEvent[client.Object]{Object: pod(digestA)}, q)
+			},
+			want: []string{log4jName}, wantRunning: []string{log4jName}, wantReference: "registry.example/shop/api:1.4"},
 
 		{name: "a namespace that opts out", before: apiRuns, objects: []client.Object{namespace(optOut, false), pod(digestA)},
 			event: func(r *Reconciler, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
@@ -400,6 +416,17 @@ func TestEventsAreMappedToTheVulnerabilitiesTheyAffect(t *testing.T) {
 					ObjectNew: scan(digestA, false, []string{"registry.example/shop/api:1.4"})}, q)
 			},
 			wantRunning: []string{log4jName}, wantReference: "registry.example/shop/api:1.4"},
+		{name: "an image matched again without a vulnerability that another image still runs", before: bothRunLog4j,
+			event: func(r *Reconciler, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				r.imageScanEvents().Update(t.Context(), event.TypedUpdateEvent[client.Object]{ObjectOld: scan(digestA, true, []string{"registry.example/shop/api:1.4"}, log4j("2.14.1")),
+					ObjectNew: scan(digestA, true, []string{"registry.example/shop/api:1.4"})}, q)
+			},
+			want: []string{log4jName}, wantRunning: []string{log4jName}, wantReference: "registry.example/shop/worker:2.0"},
+		{name: "an ImageScan deleted while another image still runs its vulnerability", before: bothRunLog4j,
+			event: func(r *Reconciler, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				r.imageScanEvents().Delete(t.Context(), event.TypedDeleteEvent[client.Object]{Object: scan(digestA, true, []string{"registry.example/shop/api:1.4"}, log4j("2.14.1"))}, q)
+			},
+			want: []string{log4jName}, wantRunning: []string{log4jName}, wantReference: "registry.example/shop/worker:2.0"},
 		{name: "an ImageScan that is deleted", before: apiRuns,
 			event: func(r *Reconciler, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 				r.imageScanEvents().Delete(t.Context(), event.TypedDeleteEvent[client.Object]{Object: scan(digestA, true, []string{"registry.example/shop/api:1.4"}, log4j("2.14.1"))}, q)
