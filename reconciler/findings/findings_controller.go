@@ -61,43 +61,60 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("vulnerabilities").
 		For(&vigilv1alpha1.Vulnerability{}).
-		Watches(&corev1.Pod{}, handler.TypedFuncs[client.Object, reconcile.Request]{
-			CreateFunc: func(ctx context.Context, e event.TypedCreateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-				r.podChanged(ctx, e.Object, q)
-			},
-			UpdateFunc: func(ctx context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-				r.podChanged(ctx, e.ObjectNew, q)
-			},
-			DeleteFunc: func(ctx context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-				enqueue(q, r.Index.RemovePod(client.ObjectKeyFromObject(e.Object)))
-			},
-		}).
-		Watches(&corev1.Namespace{}, handler.TypedFuncs[client.Object, reconcile.Request]{
-			UpdateFunc: func(ctx context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-				deleting := func(o client.Object) bool { return o.GetDeletionTimestamp() != nil }
-				if optedOut(e.ObjectOld) != optedOut(e.ObjectNew) || deleting(e.ObjectOld) != deleting(e.ObjectNew) {
-					r.namespaceChanged(ctx, e.ObjectNew.GetName(), q)
-				}
-			},
-			DeleteFunc: func(ctx context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-				r.namespaceChanged(ctx, e.Object.GetName(), q)
-			},
-		}).
-		Watches(&vigilv1alpha1.ImageScan{}, handler.TypedFuncs[client.Object, reconcile.Request]{
-			CreateFunc: func(_ context.Context, e event.TypedCreateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-				r.imageScanChanged(e.Object, q)
-			},
-			UpdateFunc: func(_ context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-				r.imageScanChanged(e.ObjectNew, q)
-			},
-			DeleteFunc: func(_ context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-				if scan, ok := e.Object.(*vigilv1alpha1.ImageScan); ok && scan.Spec.Digest != "" {
-					enqueue(q, r.Index.RemoveImage(scan.Spec.Digest))
-				}
-			},
-		}).
+		Watches(&corev1.Pod{}, r.podEvents()).
+		Watches(&corev1.Namespace{}, r.namespaceEvents()).
+		Watches(&vigilv1alpha1.ImageScan{}, r.imageScanEvents()).
 		WatchesRawSource(source.Channel(r.changed, &handler.TypedEnqueueRequestForObject[*vigilv1alpha1.Vulnerability]{})).
 		Complete(r)
+}
+
+// podEvents records a pod's running containers in the Index as it starts, changes and goes, and
+// asks for the Vulnerabilities they affect.
+func (r *Reconciler) podEvents() handler.TypedFuncs[client.Object, reconcile.Request] {
+	return handler.TypedFuncs[client.Object, reconcile.Request]{
+		CreateFunc: func(ctx context.Context, e event.TypedCreateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			r.podChanged(ctx, e.Object, q)
+		},
+		UpdateFunc: func(ctx context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			r.podChanged(ctx, e.ObjectNew, q)
+		},
+		DeleteFunc: func(ctx context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(q, r.Index.RemovePod(client.ObjectKeyFromObject(e.Object)))
+		},
+	}
+}
+
+// namespaceEvents looks again at the pods of a namespace that opts in or out, starts or stops
+// being deleted, or is gone.
+func (r *Reconciler) namespaceEvents() handler.TypedFuncs[client.Object, reconcile.Request] {
+	return handler.TypedFuncs[client.Object, reconcile.Request]{
+		UpdateFunc: func(ctx context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			if optedOut(e.ObjectOld) != optedOut(e.ObjectNew) || deleting(e.ObjectOld) != deleting(e.ObjectNew) {
+				r.namespaceChanged(ctx, e.ObjectNew.GetName(), q)
+			}
+		},
+		DeleteFunc: func(ctx context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			r.namespaceChanged(ctx, e.Object.GetName(), q)
+		},
+	}
+}
+
+// imageScanEvents records the findings of each image in the Index, and forgets those of an
+// image whose ImageScan is gone.
+func (r *Reconciler) imageScanEvents() handler.TypedFuncs[client.Object, reconcile.Request] {
+	return handler.TypedFuncs[client.Object, reconcile.Request]{
+		CreateFunc: func(_ context.Context, e event.TypedCreateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			r.imageScanChanged(e.Object, q)
+		},
+		UpdateFunc: func(_ context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			r.imageScanChanged(e.ObjectNew, q)
+		},
+		DeleteFunc: func(_ context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			if scan, ok := e.Object.(*vigilv1alpha1.ImageScan); ok && scan.Spec.Digest != "" {
+				enqueue(q, r.Index.RemoveImage(scan.Spec.Digest))
+			}
+		},
+	}
 }
 
 // imageScanChanged records the findings of an image once it was matched; they stay while it is
@@ -132,6 +149,11 @@ func enqueue(q workqueue.TypedRateLimitingInterface[reconcile.Request], names []
 
 func optedOut(namespace client.Object) bool {
 	return namespace.GetLabels()[vigilv1alpha1.ScanningLabel] == vigilv1alpha1.ScanningDisabled
+}
+
+// deleting tells whether an object is being deleted.
+func deleting(object client.Object) bool {
+	return object.GetDeletionTimestamp() != nil
 }
 
 // podChanged records the running containers of a pod in the Index.
@@ -173,7 +195,7 @@ func (r *Reconciler) runningContainers(ctx context.Context, pod *corev1.Pod) ([]
 		}
 		return nil, fmt.Errorf("reading namespace %s: %w", pod.Namespace, err)
 	}
-	if optedOut(namespace) || namespace.DeletionTimestamp != nil {
+	if optedOut(namespace) || deleting(namespace) {
 		return nil, nil
 	}
 	var containers []RunningContainer

@@ -144,6 +144,7 @@ func TestRefreshLastDetected(t *testing.T) {
 	}{
 		{"detected within the refresh interval keeps its time (no write)", earlier, earlier},
 		{"detected longer ago is renewed", old, now},
+		{"detected exactly the refresh interval ago is renewed", metav1.NewTime(now.Add(-time.Hour)), now},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
