@@ -15,7 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -26,6 +25,7 @@ import (
 	"github.com/vigil-dev/vigil/pkg/index"
 	"github.com/vigil-dev/vigil/pkg/match"
 	"github.com/vigil-dev/vigil/pkg/sbom"
+	vigilscheme "github.com/vigil-dev/vigil/pkg/scheme"
 )
 
 var testDigest = "sha256:" + strings.Repeat("c", 64)
@@ -69,11 +69,8 @@ func (noDatabase) Acquire() (*match.Matcher, func(), error) {
 
 func newScheme(t *testing.T) *runtime.Scheme {
 	t.Helper()
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	if err := vigilv1alpha1.AddToScheme(scheme); err != nil {
+	scheme, err := vigilscheme.New()
+	if err != nil {
 		t.Fatal(err)
 	}
 	return scheme

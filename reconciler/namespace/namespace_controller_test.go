@@ -17,7 +17,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
@@ -33,10 +32,7 @@ import (
 )
 
 func TestReconcile(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
+	scheme := clientgoscheme.Scheme
 	reconciler := func(objects ...client.Object) *Reconciler {
 		return &Reconciler{
 			Client:          fake.NewClientBuilder().WithScheme(scheme).WithObjects(objects...).Build(),
@@ -133,10 +129,7 @@ func TestEventsAreMappedToTheirNamespace(t *testing.T) {
 }
 
 func TestReconcileRepairsARoleBindingThatDrifted(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
+	scheme := clientgoscheme.Scheme
 	right := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "vigil-pull-secret-reader"}
 	subjects := []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: "vigil-system", Name: "vigil"}}
 	tests := []struct {
@@ -193,10 +186,7 @@ func TestReconcileRepairsARoleBindingThatDrifted(t *testing.T) {
 }
 
 func TestReconcileSaysWhyItFailed(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
+	scheme := clientgoscheme.Scheme
 	roleBindings := schema.GroupResource{Group: rbacv1.GroupName, Resource: "rolebindings"}
 	forbidden := apierrors.NewForbidden(roleBindings, RoleBindingName, errors.New("denied"))
 	notFound := apierrors.NewNotFound(roleBindings, RoleBindingName)

@@ -9,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
@@ -19,10 +18,7 @@ import (
 )
 
 func TestPodSecurityLabelsVigilsNamespaceOnce(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
+	scheme := clientgoscheme.Scheme
 	restricted := map[string]string{"enforce": "restricted", "audit": "restricted", "warn": "restricted"}
 	labelled := map[string]string{
 		"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/audit": "restricted",
@@ -85,10 +81,7 @@ func TestPodSecurityLabelsVigilsNamespaceOnce(t *testing.T) {
 }
 
 func TestPodSecurityStopsTheManagerWhenItsNamespaceIsMissing(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
+	scheme := clientgoscheme.Scheme
 	c := fake.NewClientBuilder().WithScheme(scheme).Build()
 	podSecurity := &PodSecurity{Client: c, Reader: c, Events: events.NewFakeRecorder(10), Namespace: "vigil-system",
 		Levels: map[string]string{"enforce": "restricted"}}
@@ -106,10 +99,7 @@ func TestValidatePodSecurityLevel(t *testing.T) {
 }
 
 func TestPodSecurityTriesAgainUnlessItIsForbidden(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
+	scheme := clientgoscheme.Scheme
 	namespaces := schema.GroupResource{Resource: "namespaces"}
 	tests := []struct {
 		name        string

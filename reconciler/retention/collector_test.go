@@ -16,9 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -27,6 +25,7 @@ import (
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
 	"github.com/vigil-dev/vigil/pkg/index"
 	"github.com/vigil-dev/vigil/pkg/sbomstore"
+	vigilscheme "github.com/vigil-dev/vigil/pkg/scheme"
 )
 
 func digestOf(c string) string { return "sha256:" + strings.Repeat(c, 64) }
@@ -57,9 +56,10 @@ func TestTheCollectorKeepsWhatRunsAndCollectsWhatDoesNot(t *testing.T) {
 			Name: "app", ImageID: "registry.example/shop/api@" + digestOf("a"), State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}},
 		}}},
 	}
-	scheme := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(scheme)
-	_ = vigilv1alpha1.AddToScheme(scheme)
+	scheme, err := vigilscheme.New()
+	if err != nil {
+		t.Fatal(err)
+	}
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(running, stopped, young, recent, unresolved, pod).
 		WithStatusSubresource(&vigilv1alpha1.ImageScan{}).
 		WithIndex(&corev1.Pod{}, index.PodRunningDigest, func(o client.Object) []string { return index.RunningDigests(o.(*corev1.Pod)) }).
@@ -150,11 +150,8 @@ func (s *fakeSBOMs) Delete(digest string) error {
 // whose calls go through funcs first.
 func fakeClient(t *testing.T, funcs interceptor.Funcs, objects ...client.Object) client.Client {
 	t.Helper()
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	if err := vigilv1alpha1.AddToScheme(scheme); err != nil {
+	scheme, err := vigilscheme.New()
+	if err != nil {
 		t.Fatal(err)
 	}
 	return fake.NewClientBuilder().WithScheme(scheme).WithObjects(objects...).

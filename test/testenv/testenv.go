@@ -18,7 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/vigil-dev/vigil/cmd/manager/app"
+	vigilscheme "github.com/vigil-dev/vigil/pkg/scheme"
 )
 
 // Environment is a running control plane.
@@ -92,7 +92,7 @@ func StartIn(dir string) (*Environment, error) {
 			return nil, fmt.Errorf("the control plane is not built (%w): run 'make controlplane'", err)
 		}
 	}
-	scheme, err := app.NewScheme()
+	scheme, err := vigilscheme.New()
 	if err != nil {
 		return nil, err
 	}

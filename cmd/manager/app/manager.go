@@ -23,8 +23,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -36,13 +34,13 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
-	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
 	"github.com/vigil-dev/vigil/pkg/executor"
 	"github.com/vigil-dev/vigil/pkg/index"
 	"github.com/vigil-dev/vigil/pkg/match"
 	"github.com/vigil-dev/vigil/pkg/recorder"
 	"github.com/vigil-dev/vigil/pkg/sbom"
 	"github.com/vigil-dev/vigil/pkg/sbomstore"
+	vigilscheme "github.com/vigil-dev/vigil/pkg/scheme"
 	"github.com/vigil-dev/vigil/pkg/vulndb"
 	"github.com/vigil-dev/vigil/reconciler/dbupdate"
 	"github.com/vigil-dev/vigil/reconciler/findings"
@@ -86,18 +84,6 @@ func Main(args []string) int {
 	}
 	log.Info("Manager stopped")
 	return 0
-}
-
-// NewScheme returns the scheme of every type the manager reads or writes.
-func NewScheme() (*runtime.Scheme, error) {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return nil, fmt.Errorf("registering Kubernetes types: %w", err)
-	}
-	if err := vigilv1alpha1.AddToScheme(scheme); err != nil {
-		return nil, fmt.Errorf("registering Vigil types: %w", err)
-	}
-	return scheme, nil
 }
 
 func run(ctx context.Context, options *Options) error {
@@ -153,7 +139,7 @@ func run(ctx context.Context, options *Options) error {
 }
 
 func newManager(restConfig *rest.Config, options *Options) (manager.Manager, error) {
-	scheme, err := NewScheme()
+	scheme, err := vigilscheme.New()
 	if err != nil {
 		return nil, err
 	}

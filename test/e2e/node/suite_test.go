@@ -22,7 +22,7 @@ import (
 	v6distribution "github.com/anchore/grype/grype/db/v6/distribution"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/vigil-dev/vigil/cmd/manager/app"
+	vigilscheme "github.com/vigil-dev/vigil/pkg/scheme"
 	"github.com/vigil-dev/vigil/test/cluster"
 	"github.com/vigil-dev/vigil/test/fixtures/fixturedb"
 	"github.com/vigil-dev/vigil/test/testenv"
@@ -88,7 +88,7 @@ func setUpAndRun(m *testing.M) (code int, err error) {
 			err = errors.Join(err, fmt.Errorf("stopping the cluster: %w", stopErr))
 		}
 	}()
-	scheme, err := app.NewScheme()
+	scheme, err := vigilscheme.New()
 	if err != nil {
 		return 1, err
 	}
