@@ -7,24 +7,14 @@ import (
 
 	"github.com/anchore/grype/grype/vulnerability"
 	"github.com/anchore/grype/grype/vulnerability/mock"
-)
 
-// oneDebianPackage is the syft JSON of an image with one Debian package.
-const oneDebianPackage = `{
- "artifacts": [{"id": "a1", "name": "libssl3", "version": "3.0.7-1", "type": "deb", "foundBy": "dpkg-db-cataloger",
-   "locations": [{"path": "/var/lib/dpkg/status"}], "licenses": [], "language": "", "cpes": [],
-   "purl": "pkg:deb/debian/libssl3@3.0.7-1?arch=amd64&distro=debian-12"}],
- "artifactRelationships": [],
- "source": {"id": "s1", "name": "registry.example/shop/api", "version": "1.4", "type": "image", "metadata": {}},
- "distro": {"prettyName": "Debian GNU/Linux 12 (bookworm)", "name": "Debian GNU/Linux", "id": "debian", "versionID": "12"},
- "descriptor": {"name": "syft", "version": "1.57.0"},
- "schema": {"version": "16.1.0", "url": "https://raw.githubusercontent.com/anchore/syft/main/schema/json/schema-16.1.0.json"}
-}`
+	"github.com/vigil-dev/vigil/test/fixtures/sboms"
+)
 
 func TestMatchingAnSBOM(t *testing.T) {
 	database := Database{SchemaVersion: "v6.1.3", Built: time.Date(2026, 11, 29, 6, 0, 0, 0, time.UTC)}
 	matcher := NewMatcher(mock.VulnerabilityProvider(), database)
-	result, err := matcher.ByCVE().Match(context.Background(), []byte(oneDebianPackage))
+	result, err := matcher.ByCVE().Match(context.Background(), []byte(sboms.OneDebianPackage))
 	if err != nil {
 		t.Fatal(err)
 	}

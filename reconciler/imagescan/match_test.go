@@ -20,19 +20,8 @@ import (
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
 	"github.com/vigil-dev/vigil/pkg/index"
 	"github.com/vigil-dev/vigil/pkg/match"
+	"github.com/vigil-dev/vigil/test/fixtures/sboms"
 )
-
-// debianSBOM is the syft JSON of an image with one Debian package.
-const debianSBOM = `{
- "artifacts": [{"id": "a1", "name": "libssl3", "version": "3.0.7-1", "type": "deb", "foundBy": "dpkg-db-cataloger",
-   "locations": [{"path": "/var/lib/dpkg/status"}], "licenses": [], "language": "", "cpes": [],
-   "purl": "pkg:deb/debian/libssl3@3.0.7-1?arch=amd64&distro=debian-12"}],
- "artifactRelationships": [],
- "source": {"id": "s1", "name": "registry.example/shop/api", "version": "1.4", "type": "image", "metadata": {}},
- "distro": {"prettyName": "Debian GNU/Linux 12 (bookworm)", "name": "Debian GNU/Linux", "id": "debian", "versionID": "12"},
- "descriptor": {"name": "syft", "version": "1.57.0"},
- "schema": {"version": "16.1.0", "url": "https://raw.githubusercontent.com/anchore/syft/main/schema/json/schema-16.1.0.json"}
-}`
 
 // sbomStore holds SBOMs by digest.
 type sbomStore map[string]string
@@ -77,15 +66,15 @@ func TestMatchingAStoredSBOM(t *testing.T) {
 		wantRequeue       time.Duration
 		wantEvent         string
 	}{
-		{name: "no database yet: it waits", scan: stored(0), database: noDatabase{}, sbom: debianSBOM,
+		{name: "no database yet: it waits", scan: stored(0), database: noDatabase{}, sbom: sboms.OneDebianPackage,
 			wantPhase: vigilv1alpha1.ImageScanScanning, wantReason: ReasonDatabaseNotReady, wantRequeue: 10 * time.Second},
-		{name: "a match", scan: stored(0), database: fixedDatabase{built: built}, sbom: debianSBOM,
+		{name: "a match", scan: stored(0), database: fixedDatabase{built: built}, sbom: sboms.OneDebianPackage,
 			wantPhase: vigilv1alpha1.ImageScanScanned, wantReason: ReasonMatched, wantEvent: "Normal Matched 0 vulnerabilities in 1 packages"},
-		{name: "a match after two that never finished", scan: stored(maxMatchAttempts - 1), database: fixedDatabase{built: built}, sbom: debianSBOM,
+		{name: "a match after two that never finished", scan: stored(maxMatchAttempts - 1), database: fixedDatabase{built: built}, sbom: sboms.OneDebianPackage,
 			wantPhase: vigilv1alpha1.ImageScanScanned, wantReason: ReasonMatched, wantEvent: "Normal Matched"},
-		{name: "too many matches that never finished: too large", scan: stored(maxMatchAttempts), database: fixedDatabase{built: built}, sbom: debianSBOM,
+		{name: "too many matches that never finished: too large", scan: stored(maxMatchAttempts), database: fixedDatabase{built: built}, sbom: sboms.OneDebianPackage,
 			wantPhase: vigilv1alpha1.ImageScanTooLarge, wantReason: ReasonMatchOutOfMemory, wantMatchAttempts: maxMatchAttempts},
-		{name: "a database being replaced: it comes back, the match counted", scan: stored(0), database: fixedDatabase{built: built, unavailable: true}, sbom: debianSBOM,
+		{name: "a database being replaced: it comes back, the match counted", scan: stored(0), database: fixedDatabase{built: built, unavailable: true}, sbom: sboms.OneDebianPackage,
 			wantPhase: vigilv1alpha1.ImageScanScanning, wantMatchAttempts: 1, wantRequeue: 10 * time.Second},
 		{name: "an SBOM that cannot be read fails the image", scan: stored(1), database: fixedDatabase{built: built}, sbom: "not\nan SBOM",
 			wantPhase: vigilv1alpha1.ImageScanFailed, wantReason: ReasonMatchFailed},
@@ -171,7 +160,7 @@ func TestANewDatabaseMatchesEveryScannedImageAgain(t *testing.T) {
 	r := newReconciler(t, &fakeExecutor{}, fakeStore{})
 	r.Client, r.APIReader, r.Dispatcher.Reader = c, c, c
 	r.Database = fixedDatabase{built: current}
-	r.SBOMs = sbomStore{stale.Spec.Digest: debianSBOM, noDatabaseYet.Spec.Digest: debianSBOM, fresh.Spec.Digest: debianSBOM}
+	r.SBOMs = sbomStore{stale.Spec.Digest: sboms.OneDebianPackage, noDatabaseYet.Spec.Digest: sboms.OneDebianPackage, fresh.Spec.Digest: sboms.OneDebianPackage}
 	get := func(scan *vigilv1alpha1.ImageScan) *vigilv1alpha1.ImageScan {
 		got := &vigilv1alpha1.ImageScan{}
 		if err := c.Get(context.Background(), client.ObjectKeyFromObject(scan), got); err != nil {
