@@ -342,6 +342,22 @@ func (l *errorLog) logged() []string {
 	return slices.Clone(l.errors)
 }
 
+// expectOnlyTheDatabaseInUse fails t unless root holds only the link and the database it names
+// (no staging folder, no retired database left) and retiring the previous one logged no error.
+func expectOnlyTheDatabaseInUse(t *testing.T, root string, log *errorLog) {
+	t.Helper()
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 2 {
+		t.Errorf("the root holds %v, want the link and the database in use, nothing else", entries)
+	}
+	if errs := log.logged(); len(errs) != 0 {
+		t.Errorf("retiring the previous database logged errors: %v", errs)
+	}
+}
+
 // waitUntilGone waits for the retired database folder to be removed.
 func waitUntilGone(t *testing.T, dir string) {
 	t.Helper()
@@ -453,16 +469,7 @@ func TestUpdatingFromTheListing(t *testing.T) {
 	if _, err := store.Update(ctx); err != nil || store.Status().LastError != "" {
 		t.Errorf("a good check after failed ones: %v, status %+v", err, store.Status())
 	}
-	entries, err := os.ReadDir(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(entries) != 2 {
-		t.Errorf("the root holds %v, want the link and the database in use, no staging left", entries)
-	}
-	if errs := log.logged(); len(errs) != 0 {
-		t.Errorf("retiring the previous database logged errors: %v", errs)
-	}
+	expectOnlyTheDatabaseInUse(t, root, &log)
 }
 
 func TestUpdatingWithoutAListing(t *testing.T) {
@@ -528,16 +535,7 @@ func TestImportingADatabase(t *testing.T) {
 	}
 	release()
 	waitUntilGone(t, aside[0])
-	entries, err := os.ReadDir(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(entries) != 2 {
-		t.Errorf("the root holds %v, want the link and the imported database", entries)
-	}
-	if errs := log.logged(); len(errs) != 0 {
-		t.Errorf("retiring the hand-placed database logged errors: %v", errs)
-	}
+	expectOnlyTheDatabaseInUse(t, root, &log)
 }
 
 func TestClosingWaitsForTheMatchersInUse(t *testing.T) {
