@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -69,6 +70,20 @@ func theWorld(t *testing.T) *world {
 		t.Fatal(worldErr)
 	}
 	return shared
+}
+
+// closeTheWorld stops the shared world's registries and database server and removes its
+// published databases, if a story built it.
+func closeTheWorld() {
+	if shared == nil {
+		return
+	}
+	shared.dbServer.Close()
+	shared.registry.Close()
+	shared.private.Close()
+	if err := os.RemoveAll(shared.dbDir); err != nil {
+		fmt.Fprintf(os.Stderr, "Removing the published databases: %v\n", err)
+	}
 }
 
 func buildWorld() (*world, error) {

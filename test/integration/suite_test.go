@@ -26,6 +26,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	closeTheWorld()
 	testenv.RemoveBinaries()
 	if err := env.Stop(); err != nil {
 		fmt.Fprintf(os.Stderr, "Stopping the test control plane: %v\n", err)
