@@ -129,15 +129,18 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, watchJobs bool) error {
 		For(&vigilv1alpha1.ImageScan{}).
 		WatchesRawSource(source.Channel(r.granted, &handler.TypedEnqueueRequestForObject[*vigilv1alpha1.ImageScan]{}))
 	if watchJobs {
-		b = b.Watches(&batchv1.Job{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, job client.Object) []reconcile.Request {
-			digest := job.GetAnnotations()[executor.DigestAnnotation]
-			if digest == "" {
-				return nil
-			}
-			return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: vigilv1alpha1.ImageScanName(digest)}}}
-		}), builder.OnlyMetadata)
+		b = b.Watches(&batchv1.Job{}, handler.EnqueueRequestsFromMapFunc(scanOfJob), builder.OnlyMetadata)
 	}
 	return b.Complete(r)
+}
+
+// scanOfJob maps a scan Job to the ImageScan of the digest it scans; other Jobs map to nothing.
+func scanOfJob(_ context.Context, job client.Object) []reconcile.Request {
+	digest := job.GetAnnotations()[executor.DigestAnnotation]
+	if digest == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: vigilv1alpha1.ImageScanName(digest)}}}
 }
 
 // Reconcile moves one ImageScan forward.
