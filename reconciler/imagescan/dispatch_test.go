@@ -52,3 +52,16 @@ func TestTheDispatcherStartsQueuedScansUpToItsBound(t *testing.T) {
 		t.Errorf("after the grants expired, started %v, want them granted again", started)
 	}
 }
+
+func TestAnImageNeverScannedGoesBeforeAnOlderOneScannedAgain(t *testing.T) {
+	now := time.Now()
+	rescan := vigilv1alpha1.ImageScan{ObjectMeta: metav1.ObjectMeta{Name: "scanned-before", CreationTimestamp: metav1.NewTime(now.Add(-time.Hour))}}
+	withFindings(&rescan)
+	first := vigilv1alpha1.ImageScan{ObjectMeta: metav1.ObjectMeta{Name: "never-scanned", CreationTimestamp: metav1.NewTime(now)}}
+	for _, pending := range [][]vigilv1alpha1.ImageScan{{rescan, first}, {first, rescan}} {
+		d := &Dispatcher{Concurrency: 1, Due: func(*vigilv1alpha1.ImageScan, time.Time) bool { return true }}
+		if chosen := d.choose(nil, pending, now); !slices.Equal(chosen, []string{"never-scanned"}) {
+			t.Errorf("queued %s then %s: granted %v, want the image never scanned", pending[0].Name, pending[1].Name, chosen)
+		}
+	}
+}

@@ -14,8 +14,13 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
@@ -177,5 +182,22 @@ func TestAScanJobIsMappedToTheImageScanOfItsDigest(t *testing.T) {
 	}
 	if got := scanOfJob(t.Context(), job(map[string]string{"app": "backup"})); len(got) != 0 {
 		t.Errorf("another Job maps to %v", got)
+	}
+}
+
+func TestTheReconcilerSetsUpWithAManager(t *testing.T) {
+	for _, watchJobs := range []bool{false, true} {
+		// Nothing is started: the API server's address is never dialled.
+		mgr, err := ctrl.NewManager(&rest.Config{Host: "https://127.0.0.1:1"}, ctrl.Options{
+			Scheme: newScheme(t), Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+			Controller: config.Controller{SkipNameValidation: ptr.To(true)}, // one controller per manager, the same name twice
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := newReconciler(t, &fakeExecutor{}, fakeStore{})
+		if err := r.SetupWithManager(mgr, watchJobs); err != nil {
+			t.Errorf("watching Jobs %v: %v", watchJobs, err)
+		}
 	}
 }
