@@ -10,7 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -29,15 +28,6 @@ func (o *recordedOutcomes) RecordOutcome(_ context.Context, outcome Outcome) err
 	}
 	o.recorded = append(o.recorded, outcome)
 	return nil
-}
-
-func jobScheme(t *testing.T) *runtime.Scheme {
-	t.Helper()
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	return scheme
 }
 
 func TestTheStateOfAScanJob(t *testing.T) {
@@ -86,7 +76,7 @@ func TestTheStateOfAScanJob(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := fake.NewClientBuilder().WithScheme(jobScheme(t)).WithObjects(tc.objects...).
+			c := fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).WithObjects(tc.objects...).
 				WithInterceptorFuncs(interceptor.Funcs{Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
 					if tc.getErr != nil {
 						return tc.getErr
@@ -134,7 +124,7 @@ func TestAFailedScanJobWhosePodsCannotBeListedIsCheckedAgain(t *testing.T) {
 	name := JobName(testDigest, 1)
 	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "vigil-system", Name: name},
 		Status: batchv1.JobStatus{Conditions: []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue}}}}
-	c := fake.NewClientBuilder().WithScheme(jobScheme(t)).WithObjects(job).
+	c := fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).WithObjects(job).
 		WithInterceptorFuncs(interceptor.Funcs{List: func(context.Context, client.WithWatch, client.ObjectList, ...client.ListOption) error {
 			return errors.New("connection refused")
 		}}).Build()

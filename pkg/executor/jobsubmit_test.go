@@ -12,6 +12,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -32,38 +33,52 @@ func TestSubmittingAScanJob(t *testing.T) {
 		name       string
 		existing   bool
 		secretErr  error
-		wantErr    bool
+		deleteErr  error
+		wantErr    []string // what the error says; nil for no error
 		wantJob    bool
 		wantSecret bool
 	}{
 		{name: "the Job and its credentials", wantJob: true, wantSecret: true},
 		{name: "an attempt submitted before is left as it is", existing: true, wantJob: true},
-		{name: "credentials that cannot be stored take the Job away", secretErr: errors.New("quota exceeded"), wantErr: true},
+		{name: "credentials that cannot be stored take the Job away", secretErr: errors.New("quota exceeded"), wantErr: []string{"quota exceeded"}},
+		{name: "a Job that cannot be taken away is said too", secretErr: errors.New("quota exceeded"), deleteErr: errors.New("etcd timeout"),
+			wantErr: []string{"quota exceeded", "etcd timeout"}, wantJob: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			builder := fake.NewClientBuilder().WithScheme(jobScheme(t)).
+			builder := fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).
 				WithInterceptorFuncs(interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
 					if _, ok := obj.(*corev1.Secret); ok && tc.secretErr != nil {
 						return tc.secretErr
 					}
 					return c.Create(ctx, obj, opts...)
+				}, Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+					if tc.deleteErr != nil {
+						return tc.deleteErr
+					}
+					return c.Delete(ctx, obj, opts...)
 				}})
 			if tc.existing {
 				existing := NewJobs(nil, nil, JobOptions{Namespace: "vigil-system", Timeout: time.Minute}, nil).job(name, request, nil)
-				builder = fake.NewClientBuilder().WithScheme(jobScheme(t)).WithObjects(existing)
+				builder = fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).WithObjects(existing)
 			}
 			c := builder.Build()
 			jobs := NewJobs(c, c, JobOptions{Namespace: "vigil-system", Image: "vigil:1", Timeout: time.Minute}, &recordedOutcomes{})
-			if err := jobs.Submit(context.Background(), request); (err != nil) != tc.wantErr {
-				t.Fatalf("Submit = %v, want an error %v", err, tc.wantErr)
+			err := jobs.Submit(context.Background(), request)
+			if (err != nil) != (tc.wantErr != nil) {
+				t.Fatalf("Submit = %v, want an error saying %q", err, tc.wantErr)
+			}
+			for _, want := range tc.wantErr {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("Submit = %v, want it to say %q", err, want)
+				}
 			}
 			job := &batchv1.Job{}
 			if err := c.Get(context.Background(), client.ObjectKey{Namespace: "vigil-system", Name: name}, job); (err == nil) != tc.wantJob {
 				t.Fatalf("the Job exists %v, want %v", err == nil, tc.wantJob)
 			}
 			secret := &corev1.Secret{}
-			err := c.Get(context.Background(), client.ObjectKey{Namespace: "vigil-system", Name: name}, secret)
+			err = c.Get(context.Background(), client.ObjectKey{Namespace: "vigil-system", Name: name}, secret)
 			if (err == nil) != tc.wantSecret {
 				t.Fatalf("the credentials Secret exists %v, want %v", err == nil, tc.wantSecret)
 			}

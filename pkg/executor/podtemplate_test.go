@@ -62,10 +62,13 @@ func TestThePodTemplateShapesTheScanJob(t *testing.T) {
 		ImagePullSecrets:  []corev1.LocalObjectReference{{Name: "mirror"}},
 		Tolerations:       []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "scans"}},
 		PriorityClassName: "low",
-		Resources:         &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: memory}},
-		Env:               []corev1.EnvVar{{Name: "HTTPS_PROXY", Value: "http://proxy:3128"}},
-		Volumes:           []corev1.Volume{{Name: "ca-bundle", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "company-ca"}}}}},
-		VolumeMounts:      []corev1.VolumeMount{{Name: "ca-bundle", MountPath: "/etc/vigil/ca-bundle"}},
+		Affinity: &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+			NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "pool", Operator: corev1.NodeSelectorOpIn, Values: []string{"scans"}}}}},
+		}}},
+		Resources:    &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: memory}},
+		Env:          []corev1.EnvVar{{Name: "HTTPS_PROXY", Value: "http://proxy:3128"}},
+		Volumes:      []corev1.Volume{{Name: "ca-bundle", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "company-ca"}}}}},
+		VolumeMounts: []corev1.VolumeMount{{Name: "ca-bundle", MountPath: "/etc/vigil/ca-bundle"}},
 	}
 	jobs := NewJobs(nil, nil, JobOptions{Namespace: "vigil-system", Image: "vigil:1", Timeout: time.Minute, PodTemplate: template}, nil)
 	job := jobs.job("vigil-scan-x", Request{Digest: "sha256:" + strings.Repeat("ab", 32), Attempt: 1}, []string{"registry.example/app:1"})
@@ -82,6 +85,7 @@ func TestThePodTemplateShapesTheScanJob(t *testing.T) {
 		{"the pull secret", len(pod.Spec.ImagePullSecrets) == 1 && pod.Spec.ImagePullSecrets[0].Name == "mirror"},
 		{"the toleration", len(pod.Spec.Tolerations) == 1},
 		{"the priority class", pod.Spec.PriorityClassName == "low"},
+		{"the affinity, a copy", pod.Spec.Affinity != nil && pod.Spec.Affinity.NodeAffinity != nil && pod.Spec.Affinity != template.Affinity},
 		{"the resources", container.Resources.Limits.Memory().Equal(memory)},
 		{"TMPDIR kept and the proxy added", len(container.Env) == 2 && container.Env[0].Name == "TMPDIR" && container.Env[1].Name == "HTTPS_PROXY"},
 		{"the CA bundle mounted read-only", container.VolumeMounts[len(container.VolumeMounts)-1].ReadOnly},

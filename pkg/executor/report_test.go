@@ -4,17 +4,18 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
@@ -111,10 +112,7 @@ func uidOf(name string) string { return strings.ReplaceAll(name, "-", "") }
 
 func newReportWorld(t *testing.T) *reportWorld {
 	t.Helper()
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
+	scheme := clientgoscheme.Scheme
 	job, pod := scanJob("vigil-scan-1", "pod-uid", testDigest, false)
 	endedJob, endedPod := scanJob("vigil-scan-ended", "ended-uid", testDigest, true)
 	otherJob, otherPod := scanJob("vigil-scan-other", "other-uid", otherDigest, false)
@@ -287,5 +285,33 @@ func TestASecondReportOfAnAttemptIsRefused(t *testing.T) {
 	w.outcomes.stale = true
 	if got := w.post(ReportFailure, "scan-pod", body(`{"error":"forged after the fact"}`)); got.Code != http.StatusConflict {
 		t.Errorf("answer %d %s, want 409", got.Code, got.Body.String())
+	}
+}
+
+func TestAnAuthenticatedReportIsReadWithinTheDefaultReadTimeout(t *testing.T) {
+	w := newReportWorld(t)
+	server := httptest.NewServer(w.handler)
+	defer server.Close()
+	// The body's second half comes after a pause, so that it is read after the handler sets its
+	// deadline: a scanner on a busy node sends its SBOM in parts.
+	reader, writer := io.Pipe()
+	go func() {
+		_, _ = writer.Write([]byte(`{"artifacts":[`))
+		time.Sleep(200 * time.Millisecond)
+		_, _ = writer.Write([]byte(`]}`))
+		_ = writer.Close()
+	}()
+	request, err := http.NewRequest(http.MethodPost, server.URL+ReportPath+"?kind="+ReportSBOM, reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	request.Header.Set("Authorization", "Bearer scan-pod")
+	response, err := server.Client().Do(request)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = response.Body.Close()
+	if response.StatusCode != http.StatusNoContent || !w.store.Has(testDigest) {
+		t.Errorf("answer %d, SBOM stored %v; want the report stored", response.StatusCode, w.store.Has(testDigest))
 	}
 }
