@@ -38,6 +38,7 @@ type outcomes struct {
 	mu       sync.Mutex
 	recorded []Outcome
 	stale    bool
+	err      error // what RecordOutcome returns, when set
 }
 
 func (o *outcomes) RecordOutcome(_ context.Context, outcome Outcome) error {
@@ -45,6 +46,9 @@ func (o *outcomes) RecordOutcome(_ context.Context, outcome Outcome) error {
 	defer o.mu.Unlock()
 	if o.stale {
 		return ErrStaleAttempt
+	}
+	if o.err != nil {
+		return o.err
 	}
 	o.recorded = append(o.recorded, outcome)
 	return nil
@@ -275,8 +279,26 @@ func TestAnSBOMAboveItsBoundLeavesTheImageTooLarge(t *testing.T) {
 	if w.store.Has(testDigest) {
 		t.Error("a cut SBOM was stored")
 	}
-	if len(w.outcomes.recorded) != 1 || !errors.As(w.outcomes.recorded[0].Err, new(*sbom.TooLargeError)) {
-		t.Errorf("recorded %+v", w.outcomes.recorded)
+	var tooLarge *sbom.TooLargeError
+	if len(w.outcomes.recorded) != 1 || !errors.As(w.outcomes.recorded[0].Err, &tooLarge) {
+		t.Fatalf("recorded %+v", w.outcomes.recorded)
+	}
+	if tooLarge.Limit != 1<<20 || tooLarge.Size <= tooLarge.Limit {
+		t.Errorf("recorded a size of %d for a limit of %d, want a size above the limit", tooLarge.Size, tooLarge.Limit)
+	}
+}
+
+func TestAReportWhoseOutcomeCannotBeRecordedIsAnsweredWithAnErrorToRetry(t *testing.T) {
+	for _, report := range []struct{ kind, body string }{
+		{ReportSBOM, `{"artifacts":[]}`},
+		{ReportFailure, `{"error":"connection reset"}`},
+		{ReportSBOM, strings.Repeat("x", 2<<20)}, // too large: the outcome is recorded too
+	} {
+		w := newReportWorld(t)
+		w.outcomes.err = errors.New("the API server is unavailable")
+		if got := w.post(report.kind, "scan-pod", body(report.body)); got.Code != http.StatusInternalServerError {
+			t.Errorf("a %s report: answer %d %s, want 500 so that the scan Job sends it again", report.kind, got.Code, got.Body.String())
+		}
 	}
 }
 
