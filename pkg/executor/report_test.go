@@ -71,6 +71,7 @@ type reportWorld struct {
 	outcomes *outcomes
 	store    *sbomstore.Store
 	leader   bool
+	reviews  *int // the TokenReviews made
 }
 
 // tokens are what the fake TokenReview knows: token → the user it authenticates.
@@ -80,6 +81,9 @@ var tokens = map[string]authenticationv1.UserInfo{
 	}},
 	"ended-pod": {Username: "system:serviceaccount:vigil-system:vigil-scanner", Extra: map[string]authenticationv1.ExtraValue{
 		"authentication.kubernetes.io/pod-name": {"vigil-scan-ended-x"}, "authentication.kubernetes.io/pod-uid": {"ended-uid"},
+	}},
+	"failed-pod": {Username: "system:serviceaccount:vigil-system:vigil-scanner", Extra: map[string]authenticationv1.ExtraValue{
+		"authentication.kubernetes.io/pod-name": {"vigil-scan-failed-x"}, "authentication.kubernetes.io/pod-uid": {"failed-uid"},
 	}},
 	"deleted-pod": {Username: "system:serviceaccount:vigil-system:vigil-scanner", Extra: map[string]authenticationv1.ExtraValue{
 		"authentication.kubernetes.io/pod-name": {"vigil-scan-1-x"}, "authentication.kubernetes.io/pod-uid": {"an-earlier-pod"},
@@ -93,14 +97,15 @@ var tokens = map[string]authenticationv1.UserInfo{
 	}},
 }
 
-func scanJob(name, uid, digest string, ended bool) (*batchv1.Job, *corev1.Pod) {
+// scanJob returns a scan Job and its pod; ended, when set, is the condition the Job ended with.
+func scanJob(name, uid, digest string, ended batchv1.JobConditionType) (*batchv1.Job, *corev1.Pod) {
 	labels := map[string]string{ComponentLabel: ComponentValue}
 	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{
 		Namespace: "vigil-system", Name: name, UID: types.UID("job-uid-" + uidOf(name)), Labels: labels,
 		Annotations: map[string]string{DigestAnnotation: digest, AttemptAnnotation: "2"},
 	}}
-	if ended {
-		job.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}
+	if ended != "" {
+		job.Status.Conditions = []batchv1.JobCondition{{Type: ended, Status: corev1.ConditionTrue}}
 	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
@@ -117,15 +122,18 @@ func uidOf(name string) string { return strings.ReplaceAll(name, "-", "") }
 func newReportWorld(t *testing.T) *reportWorld {
 	t.Helper()
 	scheme := clientgoscheme.Scheme
-	job, pod := scanJob("vigil-scan-1", "pod-uid", testDigest, false)
-	endedJob, endedPod := scanJob("vigil-scan-ended", "ended-uid", testDigest, true)
-	otherJob, otherPod := scanJob("vigil-scan-other", "other-uid", otherDigest, false)
-	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(job, pod, endedJob, endedPod, otherJob, otherPod).
+	job, pod := scanJob("vigil-scan-1", "pod-uid", testDigest, "")
+	endedJob, endedPod := scanJob("vigil-scan-ended", "ended-uid", testDigest, batchv1.JobComplete)
+	failedJob, failedPod := scanJob("vigil-scan-failed", "failed-uid", testDigest, batchv1.JobFailed)
+	otherJob, otherPod := scanJob("vigil-scan-other", "other-uid", otherDigest, "")
+	reviews := new(int)
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(job, pod, endedJob, endedPod, failedJob, failedPod, otherJob, otherPod).
 		WithInterceptorFuncs(interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
 			review, ok := obj.(*authenticationv1.TokenReview)
 			if !ok {
 				return c.Create(ctx, obj, opts...)
 			}
+			*reviews++
 			if len(review.Spec.Audiences) != 1 || review.Spec.Audiences[0] != ReportAudience {
 				return errors.New("the review does not ask for the report audience")
 			}
@@ -138,7 +146,7 @@ func newReportWorld(t *testing.T) *reportWorld {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &reportWorld{outcomes: &outcomes{}, store: store, leader: true}
+	w := &reportWorld{outcomes: &outcomes{}, store: store, leader: true, reviews: reviews}
 	w.handler = &ReportHandler{
 		Client: c, Reader: c, Namespace: "vigil-system", ServiceAccountName: "vigil-scanner",
 		SBOMs: store, Outcomes: w.outcomes, IsLeader: func() bool { return w.leader }, MaxSBOMBytes: 1 << 20,
@@ -175,6 +183,7 @@ func TestAReportIsAuthenticatedBeforeItsBodyIsRead(t *testing.T) {
 		{"a scanner token bound to no pod", "unbound", false, http.StatusForbidden},
 		{"a token of a pod that is gone", "deleted-pod", false, http.StatusForbidden},
 		{"a token of a Job that ended (a replay)", "ended-pod", false, http.StatusForbidden},
+		{"a token of a Job that failed (a replay)", "failed-pod", false, http.StatusForbidden},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -285,6 +294,21 @@ func TestAnSBOMAboveItsBoundLeavesTheImageTooLarge(t *testing.T) {
 	}
 	if tooLarge.Limit != 1<<20 || tooLarge.Size <= tooLarge.Limit {
 		t.Errorf("recorded a size of %d for a limit of %d, want a size above the limit", tooLarge.Size, tooLarge.Limit)
+	}
+}
+
+func TestTheRetriesOfAReportCostOneTokenReview(t *testing.T) {
+	w := newReportWorld(t)
+	w.outcomes.err = errors.New("the API server is unavailable")
+	if got := w.post(ReportFailure, "scan-pod", body(`{"error":"connection reset"}`)); got.Code != http.StatusInternalServerError {
+		t.Fatalf("answer %d %s", got.Code, got.Body.String())
+	}
+	w.outcomes.err = nil
+	if got := w.post(ReportFailure, "scan-pod", body(`{"error":"connection reset"}`)); got.Code != http.StatusNoContent {
+		t.Fatalf("the retry: answer %d %s", got.Code, got.Body.String())
+	}
+	if *w.reviews != 1 {
+		t.Errorf("%d token reviews for a report and its retry, want 1", *w.reviews)
 	}
 }
 
