@@ -137,6 +137,10 @@ type TooLargeError struct {
 }
 
 func (e *TooLargeError) Error() string {
+	if e.Size == 0 && e.Limit == 0 {
+		// a bound a scan Job reported: its own report says which and by how much
+		return fmt.Sprintf("the %s is too large", e.What)
+	}
 	more := ""
 	if e.AtLeast {
 		more = "at least "

@@ -108,6 +108,7 @@ func TestTooLargeErrorNamesTheSizes(t *testing.T) {
 	}{
 		{TooLargeError{What: "image", Size: 900, Limit: 100}, "the image is 900 bytes, above the limit of 100 bytes"},
 		{TooLargeError{What: "SBOM", Size: 3 << 30, Limit: 64 << 20}, "the SBOM is 3.0 GiB (3221225472 bytes), above the limit of 64.0 MiB (67108864 bytes)"},
+		{TooLargeError{What: "image"}, "the image is too large"}, // a bound a scan Job reported, without figures
 	}
 	for _, tc := range tests {
 		if got := tc.err.Error(); got != tc.want {
