@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
 	"github.com/vigil-dev/vigil/pkg/sbom"
 )
 
@@ -92,6 +94,15 @@ func TestExplainKeepsRegistryBodiesOut(t *testing.T) {
 	}
 }
 
+// status is a registry's error answer with status code and error codes, as a pull returns it.
+func status(code int, codes ...transport.ErrorCode) error {
+	answer := &transport.Error{StatusCode: code}
+	for _, c := range codes {
+		answer.Errors = append(answer.Errors, transport.Diagnostic{Code: c, Message: "ignored"})
+	}
+	return fmt.Errorf("reading registry:x: %w", answer)
+}
+
 func TestExplainNetworkErrors(t *testing.T) {
 	dial := func(err error) error {
 		return fmt.Errorf("reading registry:x: %w", &net.OpError{Op: "dial", Net: "tcp", Err: err})
@@ -113,6 +124,16 @@ func TestExplainNetworkErrors(t *testing.T) {
 			sbom.ReasonTooLarge, "the image has more than 200000 files: the image is too large"},
 		{"too large, wrapped: its figures only", fmt.Errorf("scanning registry:x: %w", &sbom.TooLargeError{What: "image", Size: 3 << 30, Limit: 2 << 30}), sbom.ReasonTooLarge,
 			"the image is 3.0 GiB (3221225472 bytes), above the limit of 2.0 GiB (2147483648 bytes)"},
+		{"401", status(http.StatusUnauthorized), sbom.ReasonAuthenticationFailed, "the registry answered 401 Unauthorized"},
+		{"403", status(http.StatusForbidden), sbom.ReasonAuthenticationFailed, "the registry answered 403 Forbidden"},
+		{"404", status(http.StatusNotFound), sbom.ReasonImageNotFound, "the registry answered 404 Not Found"},
+		{"a manifest unknown with another status", status(http.StatusBadRequest, transport.ManifestUnknownErrorCode), sbom.ReasonImageNotFound,
+			"the registry answered 400 Bad Request (MANIFEST_UNKNOWN)"},
+		{"a blob unknown", status(http.StatusBadRequest, transport.BlobUnknownErrorCode), sbom.ReasonImageNotFound, "the registry answered 400 Bad Request (BLOB_UNKNOWN)"},
+		{"429", status(http.StatusTooManyRequests), sbom.ReasonRegistryUnreachable, "the registry answered 429 Too Many Requests"},
+		{"500", status(http.StatusInternalServerError), sbom.ReasonRegistryUnreachable, "the registry answered 500 Internal Server Error"},
+		{"499", status(499), sbom.ReasonRegistryError, "the registry answered 499 "},
+		{"400", status(http.StatusBadRequest, transport.UnsupportedErrorCode), sbom.ReasonRegistryError, "the registry answered 400 Bad Request (UNSUPPORTED)"},
 		{"unknown, with control characters", errors.New("boom\x1b[31m\n\tred\x00" + strings.Repeat("x", 1000)), "ScanFailed",
 			"boom red " + strings.Repeat("x", 291)},
 	}
@@ -133,6 +154,8 @@ func TestSanitize(t *testing.T) {
 		{"lines\r\nfolded\u2028here", "lines folded here"},
 		{"bad \xff\xfe bytes", "bad bytes"},
 		{"héllo wörld", "héllo w"},
+		{"a C1 control\u0080here", "a C1 control here"},
+		{strings.Repeat("x", 300), strings.Repeat("x", 300)}, // exactly the bound: kept whole
 	}
 	for _, tc := range tests {
 		n := 300

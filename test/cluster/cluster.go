@@ -2,7 +2,7 @@
 // tests and for `make cluster`, in the spirit of Kubernetes' own hack/local-up-cluster.sh: etcd,
 // kube-apiserver, kube-controller-manager, kube-scheduler, containerd with runc, a kubelet that
 // registers one node, kube-proxy in iptables mode and CoreDNS as an add-on, with pod networking
-// on a CNI bridge. Every binary comes from hack/build-node.sh (built from the Go module proxy) and
+// on a CNI bridge and local volumes behind a default StorageClass. Every binary comes from hack/build-node.sh (built from the Go module proxy) and
 // Debian's packages; every image comes from a registry the cluster runs on the node's address,
 // to which it pushes the sandbox image it builds itself. No traffic leaves the machine.
 //
@@ -220,6 +220,9 @@ func (c *Cluster) start(ctx context.Context) error {
 		return err
 	}
 	if err := c.installCoreDNS(ctx); err != nil {
+		return err
+	}
+	if err := c.installLocalStorage(ctx); err != nil {
 		return err
 	}
 	c.log("Cluster ready: KUBECONFIG=%s", c.KubeconfigPath)

@@ -76,11 +76,12 @@ const cniConfigTemplate = `{
 `
 
 // The registries' configuration: distribution's registry on the node's address, plain HTTP,
-// storage in the cluster's folder, optionally behind htpasswd authentication.
+// storage in the cluster's folder, optionally behind htpasswd authentication. The access log
+// (in the registry's log file) tells which pulls reached it.
 const registryConfigTemplate = `version: 0.1
 log:
   level: warn
-  accesslog: {disabled: true}
+  accesslog: {disabled: false}
 storage:
   filesystem: {rootdirectory: %q}
   delete: {enabled: true}
@@ -93,6 +94,11 @@ const hostsTemplate = `server = "http://%[1]s"
 [host."http://%[1]s"]
   capabilities = ["pull", "resolve"]
 `
+
+// registryLog is the log file of the cluster's (public) registry, its access log included.
+func (c *Cluster) registryLog() string {
+	return filepath.Join(c.LogDir, "registry.log")
+}
 
 func (c *Cluster) startRegistries(ctx context.Context) error {
 	c.log("Starting the registries on %s and %s", c.Registry, c.PrivateRegistry)

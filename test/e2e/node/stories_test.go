@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,12 +27,14 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
 	"github.com/vigil-dev/vigil/pkg/executor"
 	namespacesetup "github.com/vigil-dev/vigil/reconciler/namespace"
+	"github.com/vigil-dev/vigil/test/cluster"
 	"github.com/vigil-dev/vigil/test/fixtures/images"
 )
 
@@ -55,6 +58,7 @@ func installArgs(extra ...string) []string {
 }
 
 // Story: a platform engineer installs Vigil as the README says; every pod runs and is Ready,
+// each manager replica keeps its SBOMs on a volume of the cluster's default StorageClass,
 // cert-manager issues the webhook's certificate and injects its CA, and the API server calls the
 // webhook through its Service.
 func TestInstallAsTheREADMESays(t *testing.T) {
@@ -62,14 +66,20 @@ func TestInstallAsTheREADMESays(t *testing.T) {
 	ctx := t.Context()
 	helm(t, installArgs()...)
 
-	deployment := &appsv1.Deployment{}
-	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: release}, deployment)).To(Succeed())
-	g.Expect(deployment.Status.ReadyReplicas).To(Equal(*deployment.Spec.Replicas), "every manager pod is Ready")
+	// The cluster provides storage, so the chart's default is a StatefulSet whose replicas each
+	// claim a volume of the default class.
+	manager := &appsv1.StatefulSet{}
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: release}, manager)).To(Succeed())
+	g.Expect(manager.Status.ReadyReplicas).To(Equal(*manager.Spec.Replicas), "every manager pod is Ready")
 	pods := managerPods(t)
 	g.Expect(pods).To(HaveLen(2))
 	for _, pod := range pods {
 		g.Expect(pod.Spec.NodeName).To(Equal("vigil-node"))
 		g.Expect(pod.Status.Phase).To(Equal(corev1.PodRunning))
+		claim := &corev1.PersistentVolumeClaim{}
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "data-" + pod.Name}, claim)).To(Succeed())
+		g.Expect(claim.Status.Phase).To(Equal(corev1.ClaimBound), "the claim of %s", pod.Name)
+		g.Expect(ptr.Deref(claim.Spec.StorageClassName, "")).To(Equal(cluster.StorageClassName))
 	}
 
 	// cert-manager issued the chart's CA and the serving certificate; cainjector injected the CA.
@@ -303,26 +313,42 @@ func TestLeaderLossLosesNoScan(t *testing.T) {
 	g.Expect(workloadsOf(t, "cve-2023-0286")).To(ContainElements("Pod/app0", "Pod/app5"))
 }
 
-// Story: every manager pod restarts at once (`kubectl rollout restart`), and with them the SBOM
-// store on their scratch volumes; no Vulnerability goes missing for a moment, no image is
-// scanned again, and the new leader carries on with a new image.
+// Story: every manager pod restarts (`kubectl rollout restart`), each keeping its volume: no
+// Vulnerability goes missing for a moment, no image is pulled or scanned again, no scan result
+// or finding is rewritten, and the new leader carries on with a new image.
 func TestRestartOfEveryManagerKeepsEveryFinding(t *testing.T) {
 	g := NewWithT(t)
 	ctx := t.Context()
+	// Every image of the earlier stories is done with.
+	scans := &vigilv1alpha1.ImageScanList{}
+	g.Eventually(func() []vigilv1alpha1.ImageScanPhase {
+		g.Expect(k8s.List(ctx, scans)).To(Succeed())
+		var busy []vigilv1alpha1.ImageScanPhase
+		for _, scan := range scans.Items {
+			if phase := scan.Status.Phase; phase == "" || phase == vigilv1alpha1.ImageScanPending || phase == vigilv1alpha1.ImageScanScanning {
+				busy = append(busy, phase)
+			}
+		}
+		return busy
+	}, 5*time.Minute, time.Second).Should(BeEmpty())
 	before := &vigilv1alpha1.VulnerabilityList{}
 	g.Expect(k8s.List(ctx, before)).To(Succeed())
 	g.Expect(before.Items).NotTo(BeEmpty())
-	scans := &vigilv1alpha1.ImageScanList{}
-	g.Expect(k8s.List(ctx, scans)).To(Succeed())
-	attempts := map[string]int32{}
+	results := map[string]vigilv1alpha1.ImageScanStatus{}
+	pulls := map[string]int{}
 	for _, scan := range scans.Items {
-		if scan.Status.Phase == vigilv1alpha1.ImageScanScanned {
-			attempts[scan.Name] = scan.Status.Attempts
+		results[scan.Name] = scanResult(scan.Status)
+		for _, reference := range scan.Spec.References {
+			if repository, ok := strings.CutPrefix(reference.Image, c.Registry+"/"); ok {
+				repository, _, _ = strings.Cut(strings.Split(repository, "@")[0], ":")
+				pulls[repository], _ = c.RegistryRequests(repository)
+			}
 		}
 	}
-	oldPods := map[string]bool{}
+	g.Expect(pulls).NotTo(BeEmpty())
+	oldPods := map[types.UID]bool{}
 	for _, pod := range managerPods(t) {
-		oldPods[pod.Name] = true
+		oldPods[pod.UID] = true
 	}
 
 	// Watch the view while the managers restart: every Vulnerability that existed stays.
@@ -350,12 +376,12 @@ func TestRestartOfEveryManagerKeepsEveryFinding(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	}()
-	kubectl(t, "rollout", "restart", "deployment", release, "-n", namespace)
-	kubectl(t, "rollout", "status", "deployment", release, "-n", namespace, "--timeout=5m")
+	kubectl(t, "rollout", "restart", "statefulset", release, "-n", namespace)
+	kubectl(t, "rollout", "status", "statefulset", release, "-n", namespace, "--timeout=5m")
 	g.Eventually(func() bool {
 		pods := managerPods(t)
 		for _, pod := range pods {
-			if oldPods[pod.Name] {
+			if oldPods[pod.UID] {
 				return false
 			}
 		}
@@ -395,13 +421,41 @@ func TestRestartOfEveryManagerKeepsEveryFinding(t *testing.T) {
 	default:
 	}
 
-	// Images scanned before the restart were not scanned again.
+	// Nothing was pulled again: the SBOMs were on the managers' volumes.
+	for repository, count := range pulls {
+		now, err := c.RegistryRequests(repository)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(now).To(Equal(count), "requests to the registry for %s after the restart", repository)
+	}
+	// No scan result was written again (only the running images' lastRunningTime may renew).
 	g.Expect(k8s.List(ctx, scans)).To(Succeed())
 	for _, scan := range scans.Items {
-		if previous, ok := attempts[scan.Name]; ok {
-			g.Expect(scan.Status.Attempts).To(Equal(previous), "ImageScan %s is not scanned again after the restart", scan.Name)
+		if previous, ok := results[scan.Name]; ok {
+			g.Expect(scanResult(scan.Status)).To(Equal(previous), "ImageScan %s after the restart", scan.Name)
 		}
 	}
+	// No finding was written again, but those of the new image.
+	after := &vigilv1alpha1.VulnerabilityList{}
+	g.Expect(k8s.List(ctx, after)).To(Succeed())
+	previous := map[string]vigilv1alpha1.Vulnerability{}
+	for _, v := range before.Items {
+		previous[v.Name] = v
+	}
+	for _, v := range after.Items {
+		old, ok := previous[v.Name]
+		if !ok || slices.ContainsFunc(v.Status.Workloads, func(w vigilv1alpha1.AffectedWorkload) bool { return w.Namespace == "restarted" }) {
+			continue
+		}
+		g.Expect(v.ResourceVersion).To(Equal(old.ResourceVersion), "Vulnerability %s was written after the restart: %+v, before %+v", v.Name, v.Status, old.Status)
+	}
+}
+
+// scanResult is an ImageScan's status without its lastRunningTime, which the retention
+// collector renews while the image runs.
+func scanResult(status vigilv1alpha1.ImageScanStatus) vigilv1alpha1.ImageScanStatus {
+	result := *status.DeepCopy()
+	result.LastRunningTime = nil
+	return result
 }
 
 // Story: a finished scan Job goes with its Secret and pod: its TTL and the garbage collector are
@@ -549,8 +603,8 @@ func TestInClusterDashboardThroughPortForward(t *testing.T) {
 	g.Expect(status).To(Equal(http.StatusUnauthorized))
 }
 
-// Story: helm uninstall removes Vigil's pods, webhook configuration and RBAC; the cluster admits
-// pods as before.
+// Story: helm uninstall removes Vigil's pods, their volume claims, its webhook configuration and
+// RBAC; the cluster admits pods as before.
 func TestUninstallLeavesAWorkingCluster(t *testing.T) {
 	g := NewWithT(t)
 	ctx := t.Context()
@@ -563,6 +617,12 @@ func TestUninstallLeavesAWorkingCluster(t *testing.T) {
 	bindings := &rbacv1.ClusterRoleBindingList{}
 	g.Expect(k8s.List(ctx, bindings, client.MatchingLabels{"app.kubernetes.io/instance": release})).To(Succeed())
 	g.Expect(bindings.Items).To(BeEmpty())
+	// The managers' claims go with them (the StatefulSet's claim retention policy).
+	g.Eventually(func() []corev1.PersistentVolumeClaim {
+		claims := &corev1.PersistentVolumeClaimList{}
+		g.Expect(k8s.List(ctx, claims, client.InNamespace(namespace))).To(Succeed())
+		return claims.Items
+	}, 2*time.Minute, time.Second).Should(BeEmpty())
 	createNamespace(t, "after")
 	runPod(t, "after", "app", pauseImage(t))
 }
