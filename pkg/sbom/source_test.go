@@ -109,6 +109,8 @@ func TestTooLargeErrorNamesTheSizes(t *testing.T) {
 		{TooLargeError{What: "image", Size: 900, Limit: 100}, "the image is 900 bytes, above the limit of 100 bytes"},
 		{TooLargeError{What: "SBOM", Size: 3 << 30, Limit: 64 << 20}, "the SBOM is 3.0 GiB (3221225472 bytes), above the limit of 64.0 MiB (67108864 bytes)"},
 		{TooLargeError{What: "image"}, "the image is too large"}, // a bound a scan Job reported, without figures
+		{TooLargeError{What: "image", Size: 1024, Limit: 1023}, "the image is 1.0 KiB (1024 bytes), above the limit of 1023 bytes"},
+		{TooLargeError{What: "image", Size: 1 << 20, Limit: 1<<20 - 1}, "the image is 1.0 MiB (1048576 bytes), above the limit of 1024.0 KiB (1048575 bytes)"},
 	}
 	for _, tc := range tests {
 		if got := tc.err.Error(); got != tc.want {
