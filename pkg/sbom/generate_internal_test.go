@@ -4,11 +4,17 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/anchore/syft/syft/linux"
 	syftsbom "github.com/anchore/syft/syft/sbom"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
@@ -27,18 +33,72 @@ func TestAnImageAtItsSizeBoundIsScannedAndOneByteOverIsNot(t *testing.T) {
 		t.Fatal(err)
 	}
 	source := Source{Scheme: SchemeDockerArchive, Location: archive}
-	if _, err := Generate(t.Context(), source, Options{MaxImageSize: info.Size()}); err != nil {
-		t.Errorf("an image of exactly its bound: %v", err)
+	result, err := Generate(t.Context(), source, Options{MaxImageSize: info.Size()})
+	if err != nil {
+		t.Fatalf("an image of exactly its bound: %v", err)
+	}
+	if result.ImageSize != info.Size() || len(result.JSON) == 0 || result.SBOM == nil {
+		t.Errorf("the result: image size %d (want %d), %d bytes of JSON", result.ImageSize, info.Size(), len(result.JSON))
 	}
 	var tooLarge *TooLargeError
 	if _, err := Generate(t.Context(), source, Options{MaxImageSize: info.Size() - 1}); !errors.As(err, &tooLarge) {
 		t.Errorf("an image one byte over its bound: %v, want a TooLargeError", err)
 	}
-	// Each scan gave back the license scanner it used: it can be dropped once idle.
+	// Each scan gave back the license scanner it used: it can be dropped once idle, and is kept
+	// meanwhile for the next scan.
+	time.Sleep(100 * time.Millisecond)
 	licenseScanner.mu.Lock()
 	defer licenseScanner.mu.Unlock()
 	if licenseScanner.users != 0 {
 		t.Errorf("the license scanner has %d users after the scans ended", licenseScanner.users)
+	}
+	if licenseScanner.ctx == nil {
+		t.Error("the license scanner was dropped at once, not kept for the next scan")
+	}
+}
+
+func TestAnOCILayoutIsReadWithinItsBoundsAndABrokenArchiveSaysSo(t *testing.T) {
+	img, err := random.Image(4096, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	platform, err := v1.ParsePlatform(DefaultPlatform)
+	if err != nil {
+		t.Fatal(err)
+	}
+	config, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	config.OS, config.Architecture = platform.OS, platform.Architecture
+	if img, err = mutate.ConfigFile(img, config); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	index, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := index.AppendImage(img); err != nil {
+		t.Fatal(err)
+	}
+	source := Source{Scheme: SchemeOCIDir, Location: dir}
+	if _, err := Generate(t.Context(), source, Options{}); err != nil {
+		t.Errorf("the layout: %v", err)
+	}
+	// Vigil's own reader reads a layout, so its bounds hold (syft's reader has none).
+	var tooLarge *TooLargeError
+	if _, err := Generate(t.Context(), source, Options{MaxUncompressedSize: 1024}); !errors.As(err, &tooLarge) {
+		t.Errorf("the layout above its decompressed bound: %v, want a TooLargeError", err)
+	}
+
+	broken := filepath.Join(t.TempDir(), "broken.tar")
+	if err := os.WriteFile(broken, []byte("not a tar archive"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Generate(t.Context(), Source{Scheme: SchemeDockerArchive, Location: broken}, Options{}); err == nil ||
+		!strings.Contains(err.Error(), "reading docker-archive:"+broken) {
+		t.Errorf("a broken archive: %v, want an error naming it", err)
 	}
 }
 
