@@ -346,6 +346,12 @@ func TestRestartOfEveryManagerKeepsEveryFinding(t *testing.T) {
 		}
 	}
 	g.Expect(pulls).NotTo(BeEmpty())
+	stored := storedSBOMs(t)
+	for _, scan := range scans.Items {
+		if scan.Status.Phase == vigilv1alpha1.ImageScanScanned {
+			g.Expect(stored).To(HaveKey(scan.Spec.Digest), "the SBOM of ImageScan %s on a manager's volume", scan.Name)
+		}
+	}
 	oldPods := map[types.UID]bool{}
 	for _, pod := range managerPods(t) {
 		oldPods[pod.UID] = true
@@ -421,7 +427,11 @@ func TestRestartOfEveryManagerKeepsEveryFinding(t *testing.T) {
 	default:
 	}
 
-	// Nothing was pulled again: the SBOMs were on the managers' volumes.
+	// Nothing was pulled again: the SBOMs stayed on the managers' volumes.
+	kept := storedSBOMs(t)
+	for digest := range stored {
+		g.Expect(kept).To(HaveKey(digest), "the SBOM of %s after the restart", digest)
+	}
 	for repository, count := range pulls {
 		now, err := c.RegistryRequests(repository)
 		g.Expect(err).NotTo(HaveOccurred())
@@ -448,6 +458,31 @@ func TestRestartOfEveryManagerKeepsEveryFinding(t *testing.T) {
 		}
 		g.Expect(v.ResourceVersion).To(Equal(old.ResourceVersion), "Vulnerability %s was written after the restart: %+v, before %+v", v.Name, v.Status, old.Status)
 	}
+}
+
+// storedSBOMs are the digests whose SBOM is on a manager pod's volume: the local volumes bound to
+// their claims, read on the node.
+func storedSBOMs(t *testing.T) map[string]bool {
+	t.Helper()
+	stored := map[string]bool{}
+	for _, pod := range managerPods(t) {
+		claim := &corev1.PersistentVolumeClaim{}
+		if err := k8s.Get(t.Context(), client.ObjectKey{Namespace: namespace, Name: "data-" + pod.Name}, claim); err != nil {
+			t.Fatal(err)
+		}
+		volume := &corev1.PersistentVolume{}
+		if err := k8s.Get(t.Context(), client.ObjectKey{Name: claim.Spec.VolumeName}, volume); err != nil {
+			t.Fatal(err)
+		}
+		files, err := filepath.Glob(filepath.Join(volume.Spec.Local.Path, "sboms", "sha256", "*.json.gz"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, file := range files {
+			stored["sha256:"+strings.TrimSuffix(filepath.Base(file), ".json.gz")] = true
+		}
+	}
+	return stored
 }
 
 // scanResult is an ImageScan's status without its lastRunningTime, which the retention
