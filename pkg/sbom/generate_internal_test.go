@@ -2,22 +2,51 @@ package sbom
 
 import (
 	"errors"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/anchore/syft/syft/linux"
 	syftsbom "github.com/anchore/syft/syft/sbom"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
+
+// randomImage is an image of the default platform with layers of random files.
+func randomImage(t *testing.T, byteSize, layers int64) v1.Image {
+	t.Helper()
+	img, err := random.Image(byteSize, layers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	platform, err := v1.ParsePlatform(DefaultPlatform)
+	if err != nil {
+		t.Fatal(err)
+	}
+	config, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	config.OS, config.Architecture = platform.OS, platform.Architecture
+	if img, err = mutate.ConfigFile(img, config); err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
 
 func TestAnImageAtItsSizeBoundIsScannedAndOneByteOverIsNot(t *testing.T) {
 	img, err := random.Image(1024, 1)
@@ -58,22 +87,7 @@ func TestAnImageAtItsSizeBoundIsScannedAndOneByteOverIsNot(t *testing.T) {
 }
 
 func TestAnOCILayoutIsReadWithinItsBoundsAndABrokenArchiveSaysSo(t *testing.T) {
-	img, err := random.Image(4096, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	platform, err := v1.ParsePlatform(DefaultPlatform)
-	if err != nil {
-		t.Fatal(err)
-	}
-	config, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	config.OS, config.Architecture = platform.OS, platform.Architecture
-	if img, err = mutate.ConfigFile(img, config); err != nil {
-		t.Fatal(err)
-	}
+	img := randomImage(t, 4096, 1)
 	dir := t.TempDir()
 	index, err := layout.Write(dir, empty.Index)
 	if err != nil {
@@ -85,6 +99,9 @@ func TestAnOCILayoutIsReadWithinItsBoundsAndABrokenArchiveSaysSo(t *testing.T) {
 	source := Source{Scheme: SchemeOCIDir, Location: dir}
 	if _, err := Generate(t.Context(), source, Options{}); err != nil {
 		t.Errorf("the layout: %v", err)
+	}
+	if _, err := Generate(t.Context(), source, Options{MaxImageSize: 4096}); !errors.As(err, new(*TooLargeError)) {
+		t.Errorf("the layout above its size bound (its blobs): %v, want a TooLargeError", err)
 	}
 	// Vigil's own reader reads a layout, so its bounds hold (syft's reader has none).
 	var tooLarge *TooLargeError
@@ -117,5 +134,87 @@ func TestTheDistroOfAnSBOM(t *testing.T) {
 		if got := result.Distro(); got != tc.want {
 			t.Errorf("Distro() of %+v = %q, want %q", tc.release, got, tc.want)
 		}
+	}
+}
+
+func TestARegistryImageIsMeasuredBeforeItIsPulled(t *testing.T) {
+	img := randomImage(t, 2048, 2)
+	var blobs atomic.Int32
+	registryHandler := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
+			blobs.Add(1)
+		}
+		registryHandler.ServeHTTP(w, r)
+	}))
+	defer server.Close()
+	host := strings.TrimPrefix(server.URL, "http://")
+	ref, err := name.ParseReference(host + "/shop/api:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	var size int64
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, layer := range layers {
+		layerSize, err := layer.Size()
+		if err != nil {
+			t.Fatal(err)
+		}
+		size += layerSize
+	}
+	options := Options{Registries: RegistryAccessOf([]string{host}, nil), Timeout: 10 * time.Second}
+	source := Source{Scheme: SchemeRegistry, Location: ref.String()}
+
+	options.MaxImageSize = size - 1
+	var tooLarge *TooLargeError
+	if _, err := Generate(t.Context(), source, options); !errors.As(err, &tooLarge) || tooLarge.Size < size {
+		t.Fatalf("an image above its bound: %v, want a TooLargeError of at least %d bytes", err, size)
+	}
+	if n := blobs.Load(); n != 0 {
+		t.Errorf("%d blobs were pulled of an image too large", n)
+	}
+
+	options.MaxImageSize = 0
+	result, err := Generate(t.Context(), source, options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if result.ImageSize < size || len(result.JSON) == 0 {
+		t.Errorf("the result: image size %d, want at least the layers' %d; %d bytes of JSON", result.ImageSize, size, len(result.JSON))
+	}
+	if blobs.Load() == 0 {
+		t.Error("no blob was pulled for the scan")
+	}
+}
+
+func TestAnSBOMAboveItsBoundIsTooLargeWithItsSize(t *testing.T) {
+	img, err := random.Image(1024, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(t.TempDir(), "image.tar")
+	if err := tarball.WriteToFile(archive, name.MustParseReference("vigil.test/app:1"), img); err != nil {
+		t.Fatal(err)
+	}
+	result, err := Generate(t.Context(), Source{Scheme: SchemeDockerArchive, Location: archive}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := int64(len(result.JSON))
+	if counted, err := encodedSize(result.SBOM); err != nil || counted != size {
+		t.Fatalf("encodedSize = %d, %v; want %d", counted, err, size)
+	}
+	if encoded, err := encode(result.SBOM, size); err != nil || int64(len(encoded)) != size {
+		t.Errorf("an SBOM of exactly its bound: %d bytes, %v", len(encoded), err)
+	}
+	var tooLarge *TooLargeError
+	if _, err := encode(result.SBOM, size-1); !errors.As(err, &tooLarge) || tooLarge.Size != size || tooLarge.Limit != size-1 || tooLarge.What != "SBOM" {
+		t.Errorf("an SBOM one byte over its bound: %v, want a TooLargeError of %d bytes", err, size)
 	}
 }
