@@ -231,10 +231,10 @@ func openSource(ctx context.Context, source Source, options Options, platform *i
 			return src, err
 		}
 	}
+	// Only the local scheme's own source: nothing here reaches a registry.
 	config := syft.DefaultGetSourceConfig().
 		WithSources(string(source.Scheme)).
-		WithPlatform(platform).
-		WithRegistryOptions(registryOptions(source, options))
+		WithPlatform(platform)
 	src, err := syft.GetSource(ctx, source.Location, config)
 	if err != nil {
 		return nil, classify(fmt.Errorf("reading %s: %w", source, err))
@@ -453,21 +453,6 @@ func parseReference(location string, options Options) (name.Reference, error) {
 		return nil, fmt.Errorf("%q is not a valid image reference: %w", location, err)
 	}
 	return ref, nil
-}
-
-// registryOptions are stereoscope's options for source: plain HTTP or an unverified certificate
-// only when the source's own registry is configured so.
-func registryOptions(source Source, options Options) *image.RegistryOptions {
-	registry := &image.RegistryOptions{Keychain: keychainFor(options)}
-	if source.Scheme != SchemeRegistry {
-		return registry
-	}
-	if ref, err := name.ParseReference(source.Location); err == nil {
-		access := options.Registries[ref.Context().RegistryStr()]
-		registry.InsecureUseHTTP = access.PlainHTTP
-		registry.InsecureSkipTLSVerify = access.SkipTLSVerify
-	}
-	return registry
 }
 
 // classify marks registry authentication failures with ErrUnauthorized.

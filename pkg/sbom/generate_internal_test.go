@@ -107,6 +107,8 @@ func TestAnOCILayoutIsReadWithinItsBoundsAndABrokenArchiveSaysSo(t *testing.T) {
 	var tooLarge *TooLargeError
 	if _, err := Generate(t.Context(), source, Options{MaxUncompressedSize: 1024}); !errors.As(err, &tooLarge) {
 		t.Errorf("the layout above its decompressed bound: %v, want a TooLargeError", err)
+	} else if err.Error() != tooLarge.Error() {
+		t.Errorf("the layout above its decompressed bound: %q, want the bound said as is: %q", err, tooLarge)
 	}
 
 	broken := filepath.Join(t.TempDir(), "broken.tar")
@@ -180,6 +182,17 @@ func TestARegistryImageIsMeasuredBeforeItIsPulled(t *testing.T) {
 		t.Errorf("%d blobs were pulled of an image too large", n)
 	}
 
+	digest, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resolved, err := Resolve(t.Context(), ref.String(), options); err != nil || resolved != digest.String() {
+		t.Errorf("Resolve = %s, %v; want %s", resolved, err, digest)
+	}
+	if n := blobs.Load(); n != 0 {
+		t.Errorf("resolving pulled %d blobs", n)
+	}
+
 	options.MaxImageSize = 0
 	result, err := Generate(t.Context(), source, options)
 	if err != nil {
@@ -216,5 +229,22 @@ func TestAnSBOMAboveItsBoundIsTooLargeWithItsSize(t *testing.T) {
 	var tooLarge *TooLargeError
 	if _, err := encode(result.SBOM, size-1); !errors.As(err, &tooLarge) || tooLarge.Size != size || tooLarge.Limit != size-1 || tooLarge.What != "SBOM" {
 		t.Errorf("an SBOM one byte over its bound: %v, want a TooLargeError of %d bytes", err, size)
+	}
+}
+
+func TestAPinnedReferenceNamesTheRepositoryAndDigest(t *testing.T) {
+	digest := "sha256:" + strings.Repeat("ab", 32)
+	tests := []struct{ image, want string }{
+		{"registry.example/shop/api:1.4", "registry.example/shop/api@" + digest},
+		{"registry.example:5000/shop/api@sha256:" + strings.Repeat("cd", 32), "registry.example:5000/shop/api@" + digest},
+		{"alpine", "index.docker.io/library/alpine@" + digest},
+	}
+	for _, tc := range tests {
+		if got, err := PinnedReference(tc.image, digest); err != nil || got != tc.want {
+			t.Errorf("PinnedReference(%s) = %q, %v; want %q", tc.image, got, err, tc.want)
+		}
+	}
+	if _, err := PinnedReference("Shop/API", digest); err == nil {
+		t.Error("an invalid reference was pinned")
 	}
 }

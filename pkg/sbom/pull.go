@@ -114,6 +114,6 @@ func readImage(ctx context.Context, img v1.Image, source Source, options Options
 		return nil, errors.Join(classify(fmt.Errorf("reading the layers of %s: %w", source, err)), cleanupErr)
 	}
 	return stereoscopesource.New(indexed, stereoscopesource.ImageConfig{
-		Reference: source.Location, Platform: platform, RegistryOptions: registryOptions(source, options),
+		Reference: source.Location, Platform: platform,
 	}), nil
 }
