@@ -242,8 +242,9 @@ func openSource(ctx context.Context, source Source, options Options, platform *i
 	return src, nil
 }
 
-// licenseScannerIdle is how long syft's license scanner is kept after the last scan ends.
-const licenseScannerIdle = 15 * time.Second
+// licenseScannerIdle is how long syft's license scanner is kept after the last scan ends (a
+// variable for the tests).
+var licenseScannerIdle = 15 * time.Second
 
 // licenseScanner holds a context that carries syft's license scanner, shared by the scans that
 // run at once and by those that follow within licenseScannerIdle: building it costs about 300 MB

@@ -1,6 +1,7 @@
 package sbom
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log"
@@ -194,6 +195,14 @@ func TestARegistryImageIsMeasuredBeforeItIsPulled(t *testing.T) {
 	}
 
 	options.MaxImageSize = 0
+	options.MaxLayers = 1
+	if _, err := Generate(t.Context(), source, options); !errors.As(err, &tooLarge) || tooLarge.Unit != "layers" {
+		t.Errorf("an image of 2 layers, bound 1: %v, want a TooLargeError in layers", err)
+	}
+	if n := blobs.Load(); n != 0 {
+		t.Errorf("%d blobs were pulled of an image with too many layers", n)
+	}
+	options.MaxLayers = 2
 	result, err := Generate(t.Context(), source, options)
 	if err != nil {
 		t.Fatal(err)
@@ -246,5 +255,99 @@ func TestAPinnedReferenceNamesTheRepositoryAndDigest(t *testing.T) {
 	}
 	if _, err := PinnedReference("Shop/API", digest); err == nil {
 		t.Error("an invalid reference was pinned")
+	}
+}
+
+func TestTheLicenseScannerIsDroppedOnceIdle(t *testing.T) {
+	defer func(idle time.Duration) { licenseScannerIdle = idle }(licenseScannerIdle)
+	licenseScannerIdle = 50 * time.Millisecond
+	_, release, err := acquireLicenseScanner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, releaseSecond, err := acquireLicenseScanner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	release() // a release is counted once
+	held := func() bool {
+		licenseScanner.mu.Lock()
+		defer licenseScanner.mu.Unlock()
+		return licenseScanner.ctx != nil
+	}
+	time.Sleep(200 * time.Millisecond)
+	if !held() {
+		t.Fatal("the license scanner was dropped while a scan still held it")
+	}
+	releaseSecond()
+	deadline := time.Now().Add(5 * time.Second)
+	for held() {
+		if time.Now().After(deadline) {
+			t.Fatal("the license scanner was kept after every scan released it and the idle time passed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestAScanContextKeepsItsOwnValuesAndAddsTheOthers(t *testing.T) {
+	type key string
+	ctx := context.WithValue(t.Context(), key("request"), "scan")
+	values := context.WithValue(context.WithValue(context.Background(), key("request"), "shadowed"), key("scanner"), "licenses")
+	merged := withValuesOf(ctx, values)
+	if got := merged.Value(key("request")); got != "scan" {
+		t.Errorf("its own value: %v", got)
+	}
+	if got := merged.Value(key("scanner")); got != "licenses" {
+		t.Errorf("the other context's value: %v", got)
+	}
+	if got := merged.Value(key("missing")); got != nil {
+		t.Errorf("a value of neither: %v", got)
+	}
+}
+
+func TestALimitedImagesLayersAreReadWithinItsBudget(t *testing.T) {
+	img := randomImage(t, 4096, 1)
+	limited, err := limitImage(img, newBudget(Options{MaxUncompressedSize: 1024}), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest, err := layers[0].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	diffID, err := layers[0].DiffID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byDigest, err := limited.LayerByDigest(digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byDiffID, err := limited.LayerByDiffID(diffID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, layer := range map[string]v1.Layer{"by digest": byDigest, "by diff ID": byDiffID} {
+		content, err := layer.Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = io.Copy(io.Discard, content)
+		_ = content.Close()
+		if !errors.As(err, new(*TooLargeError)) {
+			t.Errorf("the layer %s read %v, want a TooLargeError", what, err)
+		}
+	}
+	unknown := v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("0", 64)}
+	if _, err := limited.LayerByDigest(unknown); err == nil {
+		t.Error("a layer of an unknown digest")
+	}
+	if _, err := limited.LayerByDiffID(unknown); err == nil {
+		t.Error("a layer of an unknown diff ID")
 	}
 }
