@@ -65,3 +65,37 @@ func TestAnImageNeverScannedGoesBeforeAnOlderOneScannedAgain(t *testing.T) {
 		}
 	}
 }
+
+func TestAmongNamespacesEquallyBusyTheOldestImageGoesFirst(t *testing.T) {
+	now := time.Now()
+	scan := func(name, namespace string, age time.Duration) vigilv1alpha1.ImageScan {
+		s := vigilv1alpha1.ImageScan{ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(now.Add(-age))}}
+		s.Spec.References = []vigilv1alpha1.ImageReference{{Image: name, Namespace: namespace}}
+		return s
+	}
+	pending := []vigilv1alpha1.ImageScan{scan("shop-new", "shop", time.Minute), scan("jobs-old", "jobs", time.Hour), scan("web-newest", "web", time.Second)}
+	d := &Dispatcher{Concurrency: 1, Due: func(*vigilv1alpha1.ImageScan, time.Time) bool { return true }}
+	if chosen := d.choose(nil, pending, now); !slices.Equal(chosen, []string{"jobs-old"}) {
+		t.Errorf("granted %v, want the oldest image of the namespaces with nothing in flight", chosen)
+	}
+	// More free slots than images waiting: every image is granted one.
+	d = &Dispatcher{Concurrency: 5, Due: func(*vigilv1alpha1.ImageScan, time.Time) bool { return true }}
+	if chosen := d.choose(nil, pending, now); !slices.Equal(chosen, []string{"jobs-old", "shop-new", "web-newest"}) {
+		t.Errorf("granted %v with 5 free slots, want all three, oldest first", chosen)
+	}
+}
+
+func TestAGrantIsHeldForItsWholeTimeToLive(t *testing.T) {
+	now := time.Now()
+	pending := []vigilv1alpha1.ImageScan{{ObjectMeta: metav1.ObjectMeta{Name: "granted"}}, {ObjectMeta: metav1.ObjectMeta{Name: "waiting"}}}
+	d := &Dispatcher{Concurrency: 1, Due: func(*vigilv1alpha1.ImageScan, time.Time) bool { return true }}
+	if chosen := d.choose(nil, pending, now); !slices.Equal(chosen, []string{"granted"}) {
+		t.Fatalf("granted %v", chosen)
+	}
+	if chosen := d.choose(nil, pending, now.Add(grantTTL)); len(chosen) != 0 {
+		t.Errorf("granted %v at exactly the grant's time to live, while it still holds the slot", chosen)
+	}
+	if chosen := d.choose(nil, pending, now.Add(grantTTL+time.Nanosecond)); !slices.Equal(chosen, []string{"granted"}) {
+		t.Errorf("granted %v once the grant expired, want it granted again first", chosen)
+	}
+}
