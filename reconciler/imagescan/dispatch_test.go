@@ -99,3 +99,17 @@ func TestAGrantIsHeldForItsWholeTimeToLive(t *testing.T) {
 		t.Errorf("granted %v once the grant expired, want it granted again first", chosen)
 	}
 }
+
+func TestGrantsOfOneRoundCountAsInFlightForTheNext(t *testing.T) {
+	now := time.Now()
+	scan := func(name, namespace string, age time.Duration) vigilv1alpha1.ImageScan {
+		s := vigilv1alpha1.ImageScan{ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(now.Add(-age))}}
+		s.Spec.References = []vigilv1alpha1.ImageReference{{Image: name, Namespace: namespace}}
+		return s
+	}
+	pending := []vigilv1alpha1.ImageScan{scan("shop-a", "shop", 3*time.Hour), scan("shop-b", "shop", 2*time.Hour), scan("jobs-c", "jobs", time.Hour)}
+	d := &Dispatcher{Concurrency: 2, Due: func(*vigilv1alpha1.ImageScan, time.Time) bool { return true }}
+	if chosen := d.choose(nil, pending, now); !slices.Equal(chosen, []string{"shop-a", "jobs-c"}) {
+		t.Errorf("granted %v, want shop's oldest, then jobs' (shop has one granted already)", chosen)
+	}
+}
