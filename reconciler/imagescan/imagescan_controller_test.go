@@ -138,11 +138,17 @@ func TestTheScanStateMachine(t *testing.T) {
 		wantSeries   int32 // attempts of the current series, when not wantAttempts
 		wantSubmit   bool
 		wantReason   string // of the SBOMStored condition, when set
+		wantScanned  string // of the Scanned condition, when set
 		wantFindings bool
 	}{
 		{name: "a new image waits for a slot", scan: scanIn("", 0), wantPhase: "", wantAttempts: 0},
 		{name: "a new image with a slot starts its first attempt", scan: scanIn("", 0), granted: true,
-			wantPhase: vigilv1alpha1.ImageScanScanning, wantAttempts: 1, wantSubmit: true, wantReason: ReasonScanning},
+			wantPhase: vigilv1alpha1.ImageScanScanning, wantAttempts: 1, wantSubmit: true, wantReason: ReasonScanning, wantScanned: ReasonScanning},
+		{name: "an image scanned before keeps its findings and its Scanned condition while it is scanned again",
+			scan: scanIn(vigilv1alpha1.ImageScanPending, 1, withFindings, inSeriesFrom(2),
+				withCondition(vigilv1alpha1.ConditionScanned, metav1.ConditionTrue, ReasonMatched)), granted: true,
+			wantPhase: vigilv1alpha1.ImageScanScanning, wantAttempts: 2, wantSeries: 1, wantSubmit: true, wantReason: ReasonScanning,
+			wantScanned: ReasonMatched, wantFindings: true},
 		{name: "a retry waits out its backoff even with a slot", scan: scanIn(vigilv1alpha1.ImageScanPending, 1, recent), granted: true,
 			wantPhase: vigilv1alpha1.ImageScanPending, wantAttempts: 1},
 		{name: "a running attempt is left alone", scan: scanIn(vigilv1alpha1.ImageScanScanning, 1), state: executor.Running,
@@ -209,6 +215,11 @@ func TestTheScanStateMachine(t *testing.T) {
 				condition := meta.FindStatusCondition(got.Status.Conditions, vigilv1alpha1.ConditionSBOMStored)
 				if condition == nil || condition.Reason != tc.wantReason {
 					t.Errorf("SBOMStored condition %+v, want reason %s", condition, tc.wantReason)
+				}
+			}
+			if tc.wantScanned != "" {
+				if condition := scannedCondition(got); condition.Reason != tc.wantScanned {
+					t.Errorf("Scanned condition %+v, want reason %s", condition, tc.wantScanned)
 				}
 			}
 			if hasFindings := len(got.Status.Vulnerabilities) > 0; hasFindings != tc.wantFindings {

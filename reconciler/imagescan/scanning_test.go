@@ -82,6 +82,25 @@ func TestAnImageWithoutAValidReferenceFails(t *testing.T) {
 	}
 }
 
+func TestAFailureThatCannotBeWrittenIsReturned(t *testing.T) {
+	scan := scanIn("", 0, func(scan *vigilv1alpha1.ImageScan) {
+		scan.Spec.References = []vigilv1alpha1.ImageReference{{Image: "Not A Reference", Namespace: "shop"}}
+	})
+	r := newReconciler(t, &fakeExecutor{}, fakeStore{}, scan)
+	r.Client = interceptor.NewClient(r.Client.(client.WithWatch), interceptor.Funcs{
+		SubResourceUpdate: func(context.Context, client.Client, string, client.Object, ...client.SubResourceUpdateOption) error {
+			return errors.New("the API server is unavailable")
+		},
+	})
+	r.Dispatcher.grants = map[string]grant{scan.Name: {at: time.Now(), taken: false}}
+	if _, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Name: scan.Name}}); err == nil {
+		t.Fatal("a failure that could not be written is not reported, so it would not be tried again")
+	}
+	if !r.Dispatcher.Take(scan.Name) {
+		t.Error("the slot was not kept for the next reconcile")
+	}
+}
+
 func TestADeletedImageScanIsLeftAlone(t *testing.T) {
 	now := metav1.Now()
 	scan := scanIn("", 0, func(scan *vigilv1alpha1.ImageScan) {
