@@ -1,14 +1,12 @@
 package vulndb
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,11 +14,10 @@ import (
 
 	v6 "github.com/anchore/grype/grype/db/v6"
 	v6distribution "github.com/anchore/grype/grype/db/v6/distribution"
-	"github.com/go-logr/logr"
-	"github.com/go-logr/logr/funcr"
 
 	"github.com/vigil-dev/vigil/pkg/match"
 	"github.com/vigil-dev/vigil/test/fixtures/fixturedb"
+	"github.com/vigil-dev/vigil/test/testlog"
 )
 
 // fixtures are two databases of the advisory fixtures, built once for the whole test binary: the
@@ -319,32 +316,9 @@ func (d *distribution) writeListing(t *testing.T, content string) {
 	}
 }
 
-// errorLog keeps the errors logged through a context, from any goroutine.
-type errorLog struct {
-	mu     sync.Mutex
-	errors []string
-}
-
-// into returns ctx with a logger that records its errors into l.
-func (l *errorLog) into(ctx context.Context) context.Context {
-	return logr.NewContext(ctx, funcr.New(func(_, args string) {
-		if strings.Contains(args, `"error"=`) {
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			l.errors = append(l.errors, args)
-		}
-	}, funcr.Options{}))
-}
-
-func (l *errorLog) logged() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.errors)
-}
-
 // expectOnlyTheDatabaseInUse fails t unless root holds only the link and the database it names
 // (no staging folder, no retired database left) and retiring the previous one logged no error.
-func expectOnlyTheDatabaseInUse(t *testing.T, root string, log *errorLog) {
+func expectOnlyTheDatabaseInUse(t *testing.T, root string, log *testlog.Errors) {
 	t.Helper()
 	entries, err := os.ReadDir(root)
 	if err != nil {
@@ -353,7 +327,7 @@ func expectOnlyTheDatabaseInUse(t *testing.T, root string, log *errorLog) {
 	if len(entries) != 2 {
 		t.Errorf("the root holds %v, want the link and the database in use, nothing else", entries)
 	}
-	if errs := log.logged(); len(errs) != 0 {
+	if errs := log.Messages(); len(errs) != 0 {
 		t.Errorf("retiring the previous database logged errors: %v", errs)
 	}
 }
@@ -371,8 +345,8 @@ func waitUntilGone(t *testing.T, dir string) {
 }
 
 func TestUpdatingFromTheListing(t *testing.T) {
-	var log errorLog
-	ctx := log.into(t.Context())
+	var log testlog.Errors
+	ctx := log.Into(t.Context())
 	older, newer := databases(t)
 	served := newDistribution(t)
 	var swaps []match.Database
@@ -483,8 +457,8 @@ func TestUpdatingWithoutAListing(t *testing.T) {
 }
 
 func TestImportingADatabase(t *testing.T) {
-	var log errorLog
-	ctx := log.into(t.Context())
+	var log testlog.Errors
+	ctx := log.Into(t.Context())
 	older, newer := databases(t)
 	archiveDir := t.TempDir()
 	newer.Package(archiveDir) //nolint:errcheck // checked by the glob below
@@ -592,7 +566,7 @@ func TestASwapRemovesOnlyTheDatabasesVigilPlaced(t *testing.T) {
 			if err := os.Symlink(target, filepath.Join(root, "6")); err != nil {
 				t.Fatal(err)
 			}
-			var log errorLog
+			var log testlog.Errors
 			store, err := NewStore(Options{Root: root})
 			if err != nil {
 				t.Fatal(err)
@@ -603,7 +577,7 @@ func TestASwapRemovesOnlyTheDatabasesVigilPlaced(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer release() // before the deferred Close, which waits for it, when the test stops early
-			if err := store.Import(log.into(t.Context()), archives[0]); err != nil {
+			if err := store.Import(log.Into(t.Context()), archives[0]); err != nil {
 				t.Fatal(err)
 			}
 			if got := store.Status().Database; got != identity(newer) {
@@ -625,7 +599,7 @@ func TestASwapRemovesOnlyTheDatabasesVigilPlaced(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(own, v6.VulnerabilityDBFileName)); err != nil {
 				t.Errorf("the operator's own database was removed: %v", err)
 			}
-			if errs := log.logged(); len(errs) != 0 {
+			if errs := log.Messages(); len(errs) != 0 {
 				t.Errorf("logged errors: %v", errs)
 			}
 		})

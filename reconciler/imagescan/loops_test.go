@@ -3,14 +3,10 @@ package imagescan
 import (
 	"context"
 	"errors"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
-	"github.com/go-logr/logr/funcr"
 	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -25,30 +21,8 @@ import (
 
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
 	"github.com/vigil-dev/vigil/pkg/executor"
+	"github.com/vigil-dev/vigil/test/testlog"
 )
-
-// errorLog records the messages a logger logs as errors.
-type errorLog struct {
-	mu       sync.Mutex
-	messages []string
-}
-
-// into returns ctx with a logger that records its errors into l.
-func (l *errorLog) into(ctx context.Context) context.Context {
-	return logr.NewContext(ctx, funcr.New(func(_, args string) {
-		if strings.Contains(args, `"error"=`) {
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			l.messages = append(l.messages, args)
-		}
-	}, funcr.Options{}))
-}
-
-func (l *errorLog) count() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.messages)
-}
 
 // listings wraps reader so that it counts its List calls and fails them while failing is set.
 func listings(reader client.Reader, lists *atomic.Int32, failing *atomic.Bool) client.Reader {
@@ -104,8 +78,8 @@ func TestTheDispatcherLooksAtOnceAndWhenTriggeredAndSaysWhenItCannot(t *testing.
 	d.Reader = listings(d.Reader, &lists, &failing)
 	started := make(chan string, 10)
 	d.start = func(name string) { started <- name }
-	var log errorLog
-	stop := run(t, log.into(t.Context()), d.Start)
+	var log testlog.Errors
+	stop := run(t, log.Into(t.Context()), d.Start)
 	defer stop()
 
 	select {
@@ -120,13 +94,13 @@ func TestTheDispatcherLooksAtOnceAndWhenTriggeredAndSaysWhenItCannot(t *testing.
 	before := lists.Load()
 	d.Trigger()
 	eventually(t, 1500*time.Millisecond, "a round after the trigger", func() bool { return lists.Load() >= before+2 })
-	if n := log.count(); n != 0 {
+	if n := len(log.Messages()); n != 0 {
 		t.Errorf("%d errors logged by rounds that succeeded", n)
 	}
 
 	failing.Store(true)
 	d.Trigger()
-	eventually(t, 5*time.Second, "the failed round logged", func() bool { return log.count() > 0 })
+	eventually(t, 5*time.Second, "the failed round logged", func() bool { return len(log.Messages()) > 0 })
 }
 
 func TestTheRematcherLooksAtOnceAndWhenTheDatabaseChangesAndSaysWhenItCannot(t *testing.T) {
@@ -135,12 +109,12 @@ func TestTheRematcherLooksAtOnceAndWhenTheDatabaseChangesAndSaysWhenItCannot(t *
 	var lists atomic.Int32
 	var failing atomic.Bool
 	rematcher := NewRematcher(r, listings(r.Client, &lists, &failing))
-	var log errorLog
-	stop := run(t, log.into(t.Context()), rematcher.Start)
+	var log testlog.Errors
+	stop := run(t, log.Into(t.Context()), rematcher.Start)
 	defer stop()
 
 	eventually(t, 5*time.Second, "a look at the stored SBOMs when it started", func() bool { return lists.Load() > 0 })
-	if n := log.count(); n != 0 {
+	if n := len(log.Messages()); n != 0 {
 		t.Errorf("%d errors logged by a look that succeeded", n)
 	}
 	// The next tick is a minute away: only the database change can make it look again.
@@ -148,7 +122,7 @@ func TestTheRematcherLooksAtOnceAndWhenTheDatabaseChangesAndSaysWhenItCannot(t *
 	failing.Store(true)
 	rematcher.DatabaseChanged()
 	eventually(t, 5*time.Second, "a look after the database changed", func() bool { return lists.Load() > before })
-	eventually(t, 5*time.Second, "the failed look logged", func() bool { return log.count() > 0 })
+	eventually(t, 5*time.Second, "the failed look logged", func() bool { return len(log.Messages()) > 0 })
 }
 
 func TestTheRematcherSaysNothingOfAFailureCausedByItsStop(t *testing.T) {
@@ -158,8 +132,8 @@ func TestTheRematcherSaysNothingOfAFailureCausedByItsStop(t *testing.T) {
 	var failing atomic.Bool
 	failing.Store(true)
 	rematcher := NewRematcher(r, listings(r.Client, &lists, &failing))
-	var log errorLog
-	ctx, cancel := context.WithCancel(log.into(t.Context()))
+	var log testlog.Errors
+	ctx, cancel := context.WithCancel(log.Into(t.Context()))
 	cancel()
 	if err := rematcher.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -167,7 +141,7 @@ func TestTheRematcherSaysNothingOfAFailureCausedByItsStop(t *testing.T) {
 	if lists.Load() == 0 {
 		t.Fatal("it did not look once before stopping")
 	}
-	if n := log.count(); n != 0 {
+	if n := len(log.Messages()); n != 0 {
 		t.Errorf("%d errors logged for a look cut short by the stop", n)
 	}
 }

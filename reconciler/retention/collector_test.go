@@ -7,12 +7,10 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr/funcr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,12 +18,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
 	"github.com/vigil-dev/vigil/pkg/index"
 	"github.com/vigil-dev/vigil/pkg/sbomstore"
 	vigilscheme "github.com/vigil-dev/vigil/pkg/scheme"
+	"github.com/vigil-dev/vigil/test/testlog"
 )
 
 func digestOf(c string) string { return "sha256:" + strings.Repeat(c, 64) }
@@ -357,28 +355,6 @@ func TestACollectionThatFailsSaysWhyAndLosesNothing(t *testing.T) {
 	}
 }
 
-// errorLog keeps the messages of the errors logged through a context's logger.
-type errorLog struct {
-	mu       sync.Mutex
-	messages []string
-}
-
-func (l *errorLog) into(ctx context.Context) context.Context {
-	return log.IntoContext(ctx, funcr.New(func(_, args string) {
-		if strings.Contains(args, `"error"=`) {
-			l.mu.Lock()
-			l.messages = append(l.messages, args)
-			l.mu.Unlock()
-		}
-	}, funcr.Options{}))
-}
-
-func (l *errorLog) all() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.messages)
-}
-
 func TestTheCollectorCollectsEveryIntervalUntilTheManagerStops(t *testing.T) {
 	tests := []struct {
 		name string
@@ -411,8 +387,8 @@ func TestTheCollectorCollectsEveryIntervalUntilTheManagerStops(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			errorsLogged := &errorLog{}
-			ctx, stop := context.WithCancel(errorsLogged.into(t.Context()))
+			errorsLogged := &testlog.Errors{}
+			ctx, stop := context.WithCancel(errorsLogged.Into(t.Context()))
 			defer stop()
 			var lists atomic.Int32
 			scan := imageScan(digestOf("b"), time.Now(), 30*24*time.Hour, 8*24*time.Hour)
@@ -444,7 +420,7 @@ func TestTheCollectorCollectsEveryIntervalUntilTheManagerStops(t *testing.T) {
 			case <-time.After(30 * time.Second):
 				t.Fatal("the Collector did not stop with the manager")
 			}
-			logged := errorsLogged.all()
+			logged := errorsLogged.Messages()
 			if tc.wantErrors {
 				if len(logged) < 2 || !strings.Contains(logged[0], `"msg"="Collecting unused images failed" "error"="listing ImageScans: connection refused"`) {
 					t.Errorf("logged %q, want each failed collection", logged)
