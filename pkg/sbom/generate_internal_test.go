@@ -49,7 +49,10 @@ func randomImage(t *testing.T, byteSize, layers int64) v1.Image {
 	return img
 }
 
-func TestAnImageAtItsSizeBoundIsScannedAndOneByteOverIsNot(t *testing.T) {
+// randomArchive writes an image of one layer of random files as a docker archive, and returns
+// its path.
+func randomArchive(t *testing.T) string {
+	t.Helper()
 	img, err := random.Image(1024, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -58,6 +61,11 @@ func TestAnImageAtItsSizeBoundIsScannedAndOneByteOverIsNot(t *testing.T) {
 	if err := tarball.WriteToFile(archive, name.MustParseReference("vigil.test/app:1"), img); err != nil {
 		t.Fatal(err)
 	}
+	return archive
+}
+
+func TestAnImageAtItsSizeBoundIsScannedAndOneByteOverIsNot(t *testing.T) {
+	archive := randomArchive(t)
 	info, err := os.Stat(archive)
 	if err != nil {
 		t.Fatal(err)
@@ -216,14 +224,7 @@ func TestARegistryImageIsMeasuredBeforeItIsPulled(t *testing.T) {
 }
 
 func TestAnSBOMAboveItsBoundIsTooLargeWithItsSize(t *testing.T) {
-	img, err := random.Image(1024, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	archive := filepath.Join(t.TempDir(), "image.tar")
-	if err := tarball.WriteToFile(archive, name.MustParseReference("vigil.test/app:1"), img); err != nil {
-		t.Fatal(err)
-	}
+	archive := randomArchive(t)
 	result, err := Generate(t.Context(), Source{Scheme: SchemeDockerArchive, Location: archive}, Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -69,9 +69,7 @@ func TestAnImageNeverScannedGoesBeforeAnOlderOneScannedAgain(t *testing.T) {
 func TestAmongNamespacesEquallyBusyTheOldestImageGoesFirst(t *testing.T) {
 	now := time.Now()
 	scan := func(name, namespace string, age time.Duration) vigilv1alpha1.ImageScan {
-		s := vigilv1alpha1.ImageScan{ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(now.Add(-age))}}
-		s.Spec.References = []vigilv1alpha1.ImageReference{{Image: name, Namespace: namespace}}
-		return s
+		return queuedScan(name, namespace, now.Add(-age))
 	}
 	pending := []vigilv1alpha1.ImageScan{scan("shop-new", "shop", time.Minute), scan("jobs-old", "jobs", time.Hour), scan("web-newest", "web", time.Second)}
 	d := &Dispatcher{Concurrency: 1, Due: func(*vigilv1alpha1.ImageScan, time.Time) bool { return true }}
@@ -103,13 +101,18 @@ func TestAGrantIsHeldForItsWholeTimeToLive(t *testing.T) {
 func TestGrantsOfOneRoundCountAsInFlightForTheNext(t *testing.T) {
 	now := time.Now()
 	scan := func(name, namespace string, age time.Duration) vigilv1alpha1.ImageScan {
-		s := vigilv1alpha1.ImageScan{ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(now.Add(-age))}}
-		s.Spec.References = []vigilv1alpha1.ImageReference{{Image: name, Namespace: namespace}}
-		return s
+		return queuedScan(name, namespace, now.Add(-age))
 	}
 	pending := []vigilv1alpha1.ImageScan{scan("shop-a", "shop", 3*time.Hour), scan("shop-b", "shop", 2*time.Hour), scan("jobs-c", "jobs", time.Hour)}
 	d := &Dispatcher{Concurrency: 2, Due: func(*vigilv1alpha1.ImageScan, time.Time) bool { return true }}
 	if chosen := d.choose(nil, pending, now); !slices.Equal(chosen, []string{"shop-a", "jobs-c"}) {
 		t.Errorf("granted %v, want shop's oldest, then jobs' (shop has one granted already)", chosen)
 	}
+}
+
+// queuedScan is a first scan of image name, recorded at created for a pod in namespace.
+func queuedScan(name, namespace string, created time.Time) vigilv1alpha1.ImageScan {
+	s := vigilv1alpha1.ImageScan{ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(created)}}
+	s.Spec.References = []vigilv1alpha1.ImageReference{{Image: name, Namespace: namespace}}
+	return s
 }
