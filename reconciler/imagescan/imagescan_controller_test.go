@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -252,6 +253,12 @@ func TestRecordOutcome(t *testing.T) {
 		{name: "a stored SBOM", scan: scanIn(vigilv1alpha1.ImageScanScanning, 1),
 			outcome:   executor.Outcome{Digest: testDigest, Attempt: 1, ImageSize: 4096},
 			wantPhase: vigilv1alpha1.ImageScanScanning, wantStored: true, wantSize: 4096},
+		{name: "a stored SBOM without the image's size keeps the size known before",
+			scan: scanIn(vigilv1alpha1.ImageScanScanning, 2, func(scan *vigilv1alpha1.ImageScan) {
+				scan.Status.SBOM = &vigilv1alpha1.SBOMSummary{ImageSize: 8192}
+			}),
+			outcome:   executor.Outcome{Digest: testDigest, Attempt: 2},
+			wantPhase: vigilv1alpha1.ImageScanScanning, wantStored: true, wantSize: 8192},
 		{name: "a failure with attempts left is retried", scan: scanIn(vigilv1alpha1.ImageScanScanning, 1),
 			outcome:   executor.Outcome{Digest: testDigest, Attempt: 1, Err: errors.New("connection reset")},
 			wantPhase: vigilv1alpha1.ImageScanPending, wantReason: ReasonRetryScheduled, wantRetried: true},
@@ -322,6 +329,19 @@ func TestRecordOutcome(t *testing.T) {
 			}
 			if tc.wantRetried && r.retryWait(got, time.Now()) <= 0 {
 				t.Error("a retried failure does not wait before its next attempt")
+			}
+			// A recorded failure is told as a Warning event on the ImageScan; nothing else is.
+			events := r.Events.(*events.FakeRecorder).Events
+			wantEvent := tc.wantErr == nil && tc.outcome.Err != nil
+			select {
+			case event := <-events:
+				if !wantEvent || !strings.HasPrefix(event, corev1.EventTypeWarning+" "+tc.wantReason) {
+					t.Errorf("event %q, want one: %v", event, wantEvent)
+				}
+			default:
+				if wantEvent {
+					t.Error("no event for a failed attempt")
+				}
 			}
 		})
 	}
