@@ -155,6 +155,19 @@ func TestOneLine(t *testing.T) {
 	}
 }
 
+// noCauses is an error that unwraps to no error at all.
+type noCauses struct{}
+
+func (noCauses) Error() string   { return "the scanner stopped" }
+func (noCauses) Unwrap() []error { return nil }
+
+func TestAFailureThatUnwrapsToNothingIsExplainedAsItself(t *testing.T) {
+	reason, message, final := explainFailure(noCauses{})
+	if reason != ReasonScanFailed || message != "the scanner stopped" || final {
+		t.Errorf("explainFailure = %q, %q, final %v; want %q, the error's own words, to be tried again", reason, message, final, ReasonScanFailed)
+	}
+}
+
 func TestAnAttemptWhoseWriteConflictedStartsOnTheNextReconcile(t *testing.T) {
 	scan := scanIn(vigilv1alpha1.ImageScanPending, 0)
 	exec := &fakeExecutor{}
