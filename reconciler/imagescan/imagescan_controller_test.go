@@ -480,3 +480,34 @@ func TestTheGatePutsFirstMatchesBeforeRematches(t *testing.T) {
 		r()
 	}
 }
+
+func TestApplyMatchKeepsTheTimesThatDidNotChange(t *testing.T) {
+	earlier := metav1.NewTime(time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC))
+	now := time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)
+	built := time.Date(2026, 11, 29, 6, 0, 0, 0, time.UTC)
+	result := &match.Result{Database: match.Database{SchemaVersion: "v6.1.3", Built: built}}
+	database := func(at time.Time) *vigilv1alpha1.DatabaseVersion {
+		return &vigilv1alpha1.DatabaseVersion{SchemaVersion: "v6.1.3", Built: metav1.NewTime(at)}
+	}
+	tests := []struct {
+		name                    string
+		status                  vigilv1alpha1.ImageScanStatus
+		wantScanTime, wantMatch time.Time
+	}{
+		{"a first match", vigilv1alpha1.ImageScanStatus{}, now, now},
+		{"a scanned SBOM matched first", vigilv1alpha1.ImageScanStatus{ScanTime: &earlier}, earlier.Time, now},
+		{"matched again against the same database", vigilv1alpha1.ImageScanStatus{ScanTime: &earlier, MatchTime: &earlier, Database: database(built)},
+			earlier.Time, earlier.Time},
+		{"matched against the same database, its match time unknown", vigilv1alpha1.ImageScanStatus{ScanTime: &earlier, Database: database(built)},
+			earlier.Time, now},
+		{"matched against a new database", vigilv1alpha1.ImageScanStatus{ScanTime: &earlier, MatchTime: &earlier, Database: database(built.Add(-24 * time.Hour))},
+			earlier.Time, now},
+	}
+	for _, tc := range tests {
+		status := tc.status.DeepCopy()
+		applyMatch(status, scanIn(vigilv1alpha1.ImageScanScanning, 1), result, now)
+		if status.ScanTime == nil || !status.ScanTime.Time.Equal(tc.wantScanTime) || status.MatchTime == nil || !status.MatchTime.Time.Equal(tc.wantMatch) {
+			t.Errorf("%s: scanned %v, matched %v; want %v and %v", tc.name, status.ScanTime, status.MatchTime, tc.wantScanTime, tc.wantMatch)
+		}
+	}
+}
