@@ -511,3 +511,24 @@ func TestApplyMatchKeepsTheTimesThatDidNotChange(t *testing.T) {
 		}
 	}
 }
+
+func TestApplyMatchOfExactlyTheListsBoundCutsNothing(t *testing.T) {
+	scan := scanIn(vigilv1alpha1.ImageScanScanning, 1)
+	result := &match.Result{Database: match.Database{SchemaVersion: "v6.1.3", Built: time.Now()}, Packages: 10}
+	for i := range vigilv1alpha1.MaxImageScanVulnerabilities {
+		// no fix, no location known: nothing to list for them
+		result.Findings = append(result.Findings, match.Finding{Details: match.Details{ID: fmt.Sprintf("CVE-2026-%05d", i), Severity: match.SeverityMedium},
+			Package: match.Package{Name: "zlib", Version: "1.2.13"}, FixState: match.FixStateNotFixed})
+	}
+	status := scan.Status.DeepCopy()
+	applyMatch(status, scan, result, time.Now())
+	if len(status.Vulnerabilities) != vigilv1alpha1.MaxImageScanVulnerabilities {
+		t.Fatalf("%d vulnerabilities listed", len(status.Vulnerabilities))
+	}
+	if first := status.Vulnerabilities[0]; first.FixedIn != "" || first.Location != "" {
+		t.Errorf("first vulnerability %+v, want no fix and no location", first)
+	}
+	if message := scannedCondition(&vigilv1alpha1.ImageScan{Status: *status}).Message; strings.Contains(message, "most severe") {
+		t.Errorf("the condition says the list is cut: %q", message)
+	}
+}
