@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/anchore/grype/grype/vulnerability/mock"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,7 +22,21 @@ import (
 	"github.com/vigil-dev/vigil/pkg/index"
 	"github.com/vigil-dev/vigil/pkg/match"
 	"github.com/vigil-dev/vigil/test/fixtures/sboms"
+	"github.com/vigil-dev/vigil/test/testlog"
 )
+
+// unreadable is a store whose SBOM of digest cannot be read.
+type unreadable struct {
+	sbomStore
+	digest string
+}
+
+func (u unreadable) Get(digest string) ([]byte, error) {
+	if digest == u.digest {
+		return nil, errors.New("reading the SBOM: input/output error")
+	}
+	return u.sbomStore.Get(digest)
+}
 
 // sbomStore holds SBOMs by digest.
 type sbomStore map[string]string
@@ -147,7 +162,7 @@ func TestANewDatabaseMatchesEveryScannedImageAgain(t *testing.T) {
 	stale := scanned("a", old, true)
 	noDatabaseYet := scanned("b", old, false)
 	fresh := scanned("e", current, true)
-	lost := scanned("d", old, true) // its SBOM is not in this replica's store
+	lost := scanned("1", old, true) // its SBOM is not in this replica's store; looked at first (by name)
 	pending := scanIn(vigilv1alpha1.ImageScanPending, 0)
 
 	c := fake.NewClientBuilder().WithScheme(newScheme(t)).WithObjects(stale, noDatabaseYet, fresh, lost, pending).
@@ -170,8 +185,15 @@ func TestANewDatabaseMatchesEveryScannedImageAgain(t *testing.T) {
 	}
 	freshVersion := get(fresh).ResourceVersion
 	rematcher := NewRematcher(r, c)
-	if err := rematcher.rematch(context.Background()); err != nil {
+	var log testlog.Errors
+	if err := rematcher.rematch(log.Into(context.Background())); err != nil {
 		t.Fatal(err)
+	}
+	if pending := testutil.ToFloat64(rematchesPending); pending != 0 {
+		t.Errorf("%v re-matches pending once every one is done", pending)
+	}
+	if logged := log.Messages(); len(logged) != 0 {
+		t.Errorf("errors logged: %q", logged)
 	}
 
 	for _, scan := range []*vigilv1alpha1.ImageScan{stale, noDatabaseYet} {
@@ -223,5 +245,45 @@ func TestStaleImagesThatRunGoFirst(t *testing.T) {
 	}
 	if strings.Join(names, ",") != "b,d,a,c" {
 		t.Errorf("re-match order %v, want the running images b and d first, then a and c", names)
+	}
+}
+
+func TestAStoredSBOMThatCannotBeMatchedAgainIsLoggedAndTheOthersAreStillMatched(t *testing.T) {
+	old := time.Date(2026, 11, 28, 6, 0, 0, 0, time.UTC)
+	current := old.Add(24 * time.Hour)
+	var scans []client.Object
+	stored := sbomStore{}
+	for _, digestChar := range []string{"a", "b"} {
+		digest := "sha256:" + strings.Repeat(digestChar, 64)
+		scan := &vigilv1alpha1.ImageScan{ObjectMeta: metav1.ObjectMeta{Name: vigilv1alpha1.ImageScanName(digest), Generation: 1},
+			Spec: vigilv1alpha1.ImageScanSpec{Digest: digest, References: []vigilv1alpha1.ImageReference{{Image: "registry.example/app:" + digestChar, Namespace: "shop"}}},
+			Status: vigilv1alpha1.ImageScanStatus{Phase: vigilv1alpha1.ImageScanScanned, Attempts: 1,
+				Database: &vigilv1alpha1.DatabaseVersion{SchemaVersion: "v6.1.3", Built: metav1.NewTime(old)}}}
+		scans = append(scans, scan)
+		stored[digest] = sboms.OneDebianPackage
+	}
+	r := newReconciler(t, &fakeExecutor{}, fakeStore{}, scans...)
+	r.Database = fixedDatabase{built: current}
+	r.SBOMs = unreadable{sbomStore: stored, digest: scans[0].(*vigilv1alpha1.ImageScan).Spec.Digest}
+	c := fake.NewClientBuilder().WithScheme(newScheme(t)).WithObjects(scans...).WithStatusSubresource(&vigilv1alpha1.ImageScan{}).
+		WithIndex(&vigilv1alpha1.ImageScan{}, index.ImageScanPhase, func(o client.Object) []string {
+			return []string{index.PhaseOf(o.(*vigilv1alpha1.ImageScan))}
+		}).
+		WithIndex(&corev1.Pod{}, index.PodRunningDigest, func(o client.Object) []string { return index.RunningDigests(o.(*corev1.Pod)) }).
+		Build()
+	r.Client, r.APIReader, r.Dispatcher.Reader = c, c, c
+	var log testlog.Errors
+	if err := NewRematcher(r, c).rematch(log.Into(context.Background())); err != nil {
+		t.Fatal(err)
+	}
+	if logged := log.Messages(); len(logged) != 1 || !strings.Contains(logged[0], "Matching a stored SBOM again failed") {
+		t.Errorf("logged %q, want the failed match", logged)
+	}
+	matched := &vigilv1alpha1.ImageScan{}
+	if err := c.Get(context.Background(), client.ObjectKeyFromObject(scans[1]), matched); err != nil {
+		t.Fatal(err)
+	}
+	if !matched.Status.Database.Built.Time.Equal(current) {
+		t.Errorf("the image after the one that failed was matched against %v, want %v", matched.Status.Database.Built, current)
 	}
 }
