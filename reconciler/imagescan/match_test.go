@@ -186,8 +186,15 @@ func TestANewDatabaseMatchesEveryScannedImageAgain(t *testing.T) {
 	freshVersion := get(fresh).ResourceVersion
 	rematcher := NewRematcher(r, c)
 	var log testlog.Errors
+	rescansBefore := testutil.ToFloat64(rescans)
 	if err := rematcher.rematch(log.Into(context.Background())); err != nil {
 		t.Fatal(err)
+	}
+	if n := testutil.ToFloat64(rescans) - rescansBefore; n != 1 {
+		t.Errorf("%v scans again counted, want the one whose SBOM this replica lacks", n)
+	}
+	if len(r.Dispatcher.wake) != 1 {
+		t.Error("the dispatcher was not asked to look for a slot for the image to scan again")
 	}
 	if pending := testutil.ToFloat64(rematchesPending); pending != 0 {
 		t.Errorf("%v re-matches pending once every one is done", pending)
