@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -174,4 +175,30 @@ func TestTheReconcilerSetsUpWithAManager(t *testing.T) {
 			t.Errorf("watching Jobs %v: %v", watchJobs, err)
 		}
 	}
+}
+
+func TestTheDispatcherGathersABurstOfTriggersIntoOneRound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newReconciler(t, &fakeExecutor{}, fakeStore{}, scanIn(vigilv1alpha1.ImageScanPending, 0))
+		var lists atomic.Int32
+		var failing atomic.Bool
+		d := r.Dispatcher
+		d.Reader = listings(d.Reader, &lists, &failing)
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		go func() { _ = d.Start(ctx) }()
+		synctest.Wait() // the first round is done; the dispatcher waits
+		before := lists.Load()
+		d.Trigger()
+		synctest.Wait()
+		if lists.Load() != before {
+			t.Fatal("a round ran at once on a trigger, not after gathering the triggers of its burst")
+		}
+		d.Trigger() // a trigger within the burst: the same round
+		time.Sleep(50 * time.Millisecond)
+		synctest.Wait()
+		if rounds := (lists.Load() - before) / 2; rounds != 1 {
+			t.Errorf("%d rounds 50 ms after the first trigger, want 1", rounds)
+		}
+	})
 }
