@@ -1,6 +1,7 @@
 package sbom
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -14,8 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anchore/stereoscope/pkg/image"
 	"github.com/anchore/syft/syft/linux"
 	syftsbom "github.com/anchore/syft/syft/sbom"
+	syftsource "github.com/anchore/syft/syft/source"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -106,9 +109,11 @@ func TestAnOCILayoutIsReadWithinItsBoundsAndABrokenArchiveSaysSo(t *testing.T) {
 		t.Fatal(err)
 	}
 	source := Source{Scheme: SchemeOCIDir, Location: dir}
-	if _, err := Generate(t.Context(), source, Options{}); err != nil {
-		t.Errorf("the layout: %v", err)
+	result, err := Generate(t.Context(), source, Options{})
+	if err != nil {
+		t.Fatalf("the layout: %v", err)
 	}
+	expectManifest(t, result, img)
 	if _, err := Generate(t.Context(), source, Options{MaxImageSize: 4096}); !errors.As(err, new(*TooLargeError)) {
 		t.Errorf("the layout above its size bound (its blobs): %v, want a TooLargeError", err)
 	}
@@ -218,6 +223,7 @@ func TestARegistryImageIsMeasuredBeforeItIsPulled(t *testing.T) {
 	if result.ImageSize < size || len(result.JSON) == 0 {
 		t.Errorf("the result: image size %d, want at least the layers' %d; %d bytes of JSON", result.ImageSize, size, len(result.JSON))
 	}
+	expectManifest(t, result, img)
 	if blobs.Load() == 0 {
 		t.Error("no blob was pulled for the scan")
 	}
@@ -350,5 +356,80 @@ func TestALimitedImagesLayersAreReadWithinItsBudget(t *testing.T) {
 	}
 	if _, err := limited.LayerByDiffID(unknown); err == nil {
 		t.Error("a layer of an unknown diff ID")
+	}
+}
+
+// expectManifest fails t unless the SBOM's source names img's manifest, as syft's own image
+// sources record it.
+func expectManifest(t *testing.T, result *Result, img v1.Image) {
+	t.Helper()
+	raw, err := img.RawManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	metadata, ok := result.SBOM.Source.Metadata.(syftsource.ImageMetadata)
+	if !ok || !bytes.Equal(metadata.RawManifest, raw) {
+		t.Errorf("the SBOM's source %T does not carry the image's manifest", result.SBOM.Source.Metadata)
+	}
+}
+
+func TestARegistryImageOfAnotherVariantIsRefused(t *testing.T) {
+	img := randomImage(t, 1024, 1)
+	config, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	config.Architecture, config.Variant = "arm", "v7"
+	if img, err = mutate.ConfigFile(img, config); err != nil {
+		t.Fatal(err)
+	}
+	server := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer server.Close()
+	host := strings.TrimPrefix(server.URL, "http://")
+	ref, err := name.ParseReference(host + "/edge/agent:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	options := Options{Registries: RegistryAccessOf([]string{host}, nil), Timeout: 10 * time.Second}
+	source := Source{Scheme: SchemeRegistry, Location: ref.String()}
+	options.Platform = "linux/arm/v7"
+	if _, err := Generate(t.Context(), source, options); err != nil {
+		t.Errorf("its own variant: %v", err)
+	}
+	options.Platform = "linux/arm/v6"
+	var mismatch *image.ErrPlatformMismatch
+	if _, err := Generate(t.Context(), source, options); !errors.As(err, &mismatch) {
+		t.Errorf("another variant: %v, want a platform mismatch", err)
+	}
+}
+
+func TestALayoutOfAnotherVariantIsLeftToSyftsReader(t *testing.T) {
+	img := randomImage(t, 4096, 1)
+	config, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	config.Architecture, config.Variant = "arm", "v7"
+	if img, err = mutate.ConfigFile(img, config); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	index, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := index.AppendImage(img); err != nil {
+		t.Fatal(err)
+	}
+	source := Source{Scheme: SchemeOCIDir, Location: dir}
+	// Vigil's reader, which keeps the bound, reads the layout of its own variant only.
+	if _, err := Generate(t.Context(), source, Options{Platform: "linux/arm/v7", MaxUncompressedSize: 1024}); !errors.As(err, new(*TooLargeError)) {
+		t.Errorf("its own variant: %v, want a TooLargeError from Vigil's reader", err)
+	}
+	if _, err := Generate(t.Context(), source, Options{Platform: "linux/arm/v6", MaxUncompressedSize: 1024}); errors.As(err, new(*TooLargeError)) {
+		t.Errorf("another variant was read by Vigil's reader: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -197,4 +198,25 @@ func TestRegistryTrafficReachesNoDeniedAddress(t *testing.T) {
 			t.Fatalf("Resolve() error = %v", err)
 		}
 	})
+}
+
+func TestTheRegistryPolicyTravelsToAScanJobAsArguments(t *testing.T) {
+	tests := []struct {
+		name   string
+		policy sbom.RegistryPolicy
+		want   []string
+	}{
+		{"every part", sbom.RegistryPolicy{
+			Allow: []string{"registry.example", "*.mirror.example"}, Deny: []string{"evil.example"},
+			DenyNetworks: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, AllowNetworks: []netip.Prefix{netip.MustParsePrefix("10.96.0.10/32")},
+		}, []string{"--registry-allow=registry.example", "--registry-allow=*.mirror.example", "--registry-deny=evil.example",
+			"--registry-deny-network=10.0.0.0/8", "--registry-allow-network=10.96.0.10/32"}},
+		// no network denied: say so, or the scan Job would deny its default networks
+		{"nothing denied", sbom.RegistryPolicy{}, []string{"--registry-deny-network="}},
+	}
+	for _, tc := range tests {
+		if got := tc.policy.Args(); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: Args() = %q, want %q", tc.name, got, tc.want)
+		}
+	}
 }
