@@ -100,15 +100,7 @@ func TestAnImageAtItsSizeBoundIsScannedAndOneByteOverIsNot(t *testing.T) {
 
 func TestAnOCILayoutIsReadWithinItsBoundsAndABrokenArchiveSaysSo(t *testing.T) {
 	img := randomImage(t, 4096, 1)
-	dir := t.TempDir()
-	index, err := layout.Write(dir, empty.Index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := index.AppendImage(img); err != nil {
-		t.Fatal(err)
-	}
-	source := Source{Scheme: SchemeOCIDir, Location: dir}
+	source := Source{Scheme: SchemeOCIDir, Location: writeLayout(t, img)}
 	result, err := Generate(t.Context(), source, Options{})
 	if err != nil {
 		t.Fatalf("the layout: %v", err)
@@ -359,6 +351,34 @@ func TestALimitedImagesLayersAreReadWithinItsBudget(t *testing.T) {
 	}
 }
 
+// writeLayout writes img as the one image of an OCI layout, and returns its folder.
+func writeLayout(t *testing.T, img v1.Image) string {
+	t.Helper()
+	dir := t.TempDir()
+	index, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := index.AppendImage(img); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// armV7 is img for linux/arm/v7.
+func armV7(t *testing.T, img v1.Image) v1.Image {
+	t.Helper()
+	config, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	config.Architecture, config.Variant = "arm", "v7"
+	if img, err = mutate.ConfigFile(img, config); err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
 // expectManifest fails t unless the SBOM's source names img's manifest, as syft's own image
 // sources record it.
 func expectManifest(t *testing.T, result *Result, img v1.Image) {
@@ -374,15 +394,7 @@ func expectManifest(t *testing.T, result *Result, img v1.Image) {
 }
 
 func TestARegistryImageOfAnotherVariantIsRefused(t *testing.T) {
-	img := randomImage(t, 1024, 1)
-	config, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	config.Architecture, config.Variant = "arm", "v7"
-	if img, err = mutate.ConfigFile(img, config); err != nil {
-		t.Fatal(err)
-	}
+	img := armV7(t, randomImage(t, 1024, 1))
 	server := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	defer server.Close()
 	host := strings.TrimPrefix(server.URL, "http://")
@@ -407,24 +419,8 @@ func TestARegistryImageOfAnotherVariantIsRefused(t *testing.T) {
 }
 
 func TestALayoutOfAnotherVariantIsLeftToSyftsReader(t *testing.T) {
-	img := randomImage(t, 4096, 1)
-	config, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	config.Architecture, config.Variant = "arm", "v7"
-	if img, err = mutate.ConfigFile(img, config); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	index, err := layout.Write(dir, empty.Index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := index.AppendImage(img); err != nil {
-		t.Fatal(err)
-	}
-	source := Source{Scheme: SchemeOCIDir, Location: dir}
+	img := armV7(t, randomImage(t, 4096, 1))
+	source := Source{Scheme: SchemeOCIDir, Location: writeLayout(t, img)}
 	// Vigil's reader, which keeps the bound, reads the layout of its own variant only.
 	if _, err := Generate(t.Context(), source, Options{Platform: "linux/arm/v7", MaxUncompressedSize: 1024}); !errors.As(err, new(*TooLargeError)) {
 		t.Errorf("its own variant: %v, want a TooLargeError from Vigil's reader", err)
