@@ -96,7 +96,7 @@ func JobName(digest string, attempt int32) string {
 // Jobs are read cluster-wide (workload resolution needs them) but created and deleted only in
 // Vigil's namespace; the chart renders the namespaced rules into the release namespace.
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch
-// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=create;delete,namespace=vigil-system
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=create;delete;patch,namespace=vigil-system
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=create;delete,namespace=vigil-system
 // The credentials Secret names its Job as owner with blockOwnerDeletion, which clusters that
 // enforce owner-reference permissions (OpenShift) allow only with update on jobs/finalizers.
@@ -104,6 +104,8 @@ func JobName(digest string, attempt int32) string {
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 
 // Submit creates the scan Job of the attempt and its credentials Secret, unless the Job exists.
+// The Job is created suspended and released once its Secret exists: a replica that dies between
+// the two leaves a suspended Job, which Check finds lost, never a pod that waits for its Secret.
 func (j *Jobs) Submit(ctx context.Context, req Request) error {
 	name := JobName(req.Digest, req.Attempt)
 	secretData := map[string][]byte{}
@@ -139,12 +141,23 @@ func (j *Jobs) Submit(ctx context.Context, req Request) error {
 	if err := j.client.Create(ctx, secret); err != nil {
 		// Without its Secret the Job's pod cannot start: remove the Job, so that the attempt is
 		// lost and the reconciler starts another.
-		if deleteErr := j.client.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(deleteErr) != nil {
+		if deleteErr := j.delete(ctx, job); deleteErr != nil {
 			return errors.Join(fmt.Errorf("creating the credentials of scan Job %s: %w", name, err), deleteErr)
 		}
 		return fmt.Errorf("creating the credentials of scan Job %s: %w", name, err)
 	}
+	// A Job left suspended by a failed release is found lost by Check.
+	release := client.MergeFrom(job.DeepCopy())
+	job.Spec.Suspend = ptr.To(false)
+	if err := j.client.Patch(ctx, job, release); err != nil {
+		return fmt.Errorf("releasing scan Job %s: %w", name, err)
+	}
 	return nil
+}
+
+// delete removes a scan Job and, through the garbage collector, its credentials Secret and pod.
+func (j *Jobs) delete(ctx context.Context, job *batchv1.Job) error {
+	return client.IgnoreNotFound(j.client.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground)))
 }
 
 // credentialsFile is the file, in the credentials Secret and folder, of the i-th reference's
@@ -204,6 +217,7 @@ func (j *Jobs) job(name string, req Request, images []string) *batchv1.Job {
 			Annotations: map[string]string{DigestAnnotation: req.Digest, AttemptAnnotation: strconv.Itoa(int(req.Attempt))},
 		},
 		Spec: batchv1.JobSpec{
+			Suspend:                 ptr.To(true), // released by Submit once its Secret exists
 			BackoffLimit:            ptr.To[int32](0),
 			ActiveDeadlineSeconds:   ptr.To(int64(j.options.Timeout.Seconds())),
 			TTLSecondsAfterFinished: ptr.To[int32](600),
@@ -270,7 +284,8 @@ func scratchSizeLimit(resources corev1.ResourceRequirements) *resource.Quantity 
 }
 
 // Check tells the state of an attempt from its Job. A Job that failed without a report (killed
-// for its memory, past its deadline, its pod lost) has its failure recorded here.
+// for its memory, past its deadline, its pod lost) has its failure recorded here; a Job never
+// released (see Submit) is removed and its attempt lost.
 func (j *Jobs) Check(ctx context.Context, digest string, attempt int32) (State, error) {
 	job := &batchv1.Job{}
 	err := j.reader.Get(ctx, client.ObjectKey{Namespace: j.options.Namespace, Name: JobName(digest, attempt)}, job)
@@ -298,6 +313,13 @@ func (j *Jobs) Check(ctx context.Context, digest string, attempt int32) (State, 
 			}
 			return Ended, nil
 		}
+	}
+	if ptr.Deref(job.Spec.Suspend, false) {
+		// Its submitter died or failed before its Secret was written or it was released.
+		if err := j.delete(ctx, job); err != nil {
+			return Lost, fmt.Errorf("removing scan Job %s, never released: %w", job.Name, err)
+		}
+		return Lost, nil
 	}
 	return Running, nil
 }

@@ -8,9 +8,11 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -44,13 +46,17 @@ func TestTheStateOfAScanJob(t *testing.T) {
 			}}}},
 		}
 	}
+	suspended := jobWith()
+	suspended.Spec.Suspend = ptr.To(true)
 	failed := batchv1.JobCondition{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "DeadlineExceeded", Message: "Job was active longer than specified deadline"}
 	tests := []struct {
 		name        string
 		objects     []client.Object
 		recordErr   error
 		getErr      error
+		deleteErr   error
 		want        State
+		wantGone    bool // the Job is removed
 		wantErr     bool
 		wantOutcome string // the recorded failure's text, when one is recorded
 		wantOOM     bool
@@ -73,6 +79,14 @@ func TestTheStateOfAScanJob(t *testing.T) {
 		{name: "a failure that cannot be recorded is an error to retry",
 			objects: []client.Object{jobWith(failed)}, recordErr: errors.New("conflict"), want: Ended, wantErr: true},
 		{name: "a Job that cannot be read is an error", getErr: errors.New("connection refused"), want: Lost, wantErr: true},
+		{name: "a Job never released is lost and removed", objects: []client.Object{suspended}, want: Lost, wantGone: true},
+		{name: "a Job never released that cannot be removed is an error",
+			objects: []client.Object{suspended}, deleteErr: errors.New("etcd timeout"), want: Lost, wantErr: true},
+		{name: "a released Job runs", objects: []client.Object{func() client.Object {
+			released := jobWith()
+			released.Spec.Suspend = ptr.To(false)
+			return released
+		}()}, want: Running},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -82,6 +96,11 @@ func TestTheStateOfAScanJob(t *testing.T) {
 						return tc.getErr
 					}
 					return c.Get(ctx, key, obj, opts...)
+				}, Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+					if tc.deleteErr != nil {
+						return tc.deleteErr
+					}
+					return c.Delete(ctx, obj, opts...)
 				}}).Build()
 			recorder := &recordedOutcomes{err: tc.recordErr}
 			memory := resource.MustParse("1536Mi")
@@ -91,6 +110,12 @@ func TestTheStateOfAScanJob(t *testing.T) {
 			state, err := jobs.Check(context.Background(), testDigest, attempt)
 			if state != tc.want || (err != nil) != tc.wantErr {
 				t.Fatalf("Check = %v, %v; want %v and an error %v", state, err, tc.want, tc.wantErr)
+			}
+			if len(tc.objects) > 0 {
+				gone := apierrors.IsNotFound(c.Get(context.Background(), client.ObjectKey{Namespace: "vigil-system", Name: name}, &batchv1.Job{}))
+				if gone != tc.wantGone {
+					t.Errorf("the Job is removed %v, want %v", gone, tc.wantGone)
+				}
 			}
 			switch {
 			case tc.wantOutcome != "" || tc.wantOOM:

@@ -34,15 +34,20 @@ func TestSubmittingAScanJob(t *testing.T) {
 		existing   bool
 		secretErr  error
 		deleteErr  error
+		patchErr   error
 		wantErr    []string // what the error says; nil for no error
 		wantJob    bool
 		wantSecret bool
+		// wantSuspended says the Job is left suspended: Check finds it lost
+		wantSuspended bool
 	}{
-		{name: "the Job and its credentials", wantJob: true, wantSecret: true},
-		{name: "an attempt submitted before is left as it is", existing: true, wantJob: true},
+		{name: "the Job and its credentials, the Job released", wantJob: true, wantSecret: true},
+		{name: "an attempt submitted before is left as it is", existing: true, wantJob: true, wantSuspended: true},
+		{name: "a Job that cannot be released stays suspended", patchErr: errors.New("etcd timeout"), wantErr: []string{"releasing scan Job", "etcd timeout"},
+			wantJob: true, wantSecret: true, wantSuspended: true},
 		{name: "credentials that cannot be stored take the Job away", secretErr: errors.New("quota exceeded"), wantErr: []string{"quota exceeded"}},
 		{name: "a Job that cannot be taken away is said too", secretErr: errors.New("quota exceeded"), deleteErr: errors.New("etcd timeout"),
-			wantErr: []string{"quota exceeded", "etcd timeout"}, wantJob: true},
+			wantErr: []string{"quota exceeded", "etcd timeout"}, wantJob: true, wantSuspended: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -57,6 +62,11 @@ func TestSubmittingAScanJob(t *testing.T) {
 						return tc.deleteErr
 					}
 					return c.Delete(ctx, obj, opts...)
+				}, Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+					if tc.patchErr != nil {
+						return tc.patchErr
+					}
+					return c.Patch(ctx, obj, patch, opts...)
 				}})
 			if tc.existing {
 				existing := NewJobs(nil, nil, JobOptions{Namespace: "vigil-system", Timeout: time.Minute}, nil).job(name, request, nil)
@@ -76,6 +86,9 @@ func TestSubmittingAScanJob(t *testing.T) {
 			job := &batchv1.Job{}
 			if err := c.Get(context.Background(), client.ObjectKey{Namespace: "vigil-system", Name: name}, job); (err == nil) != tc.wantJob {
 				t.Fatalf("the Job exists %v, want %v", err == nil, tc.wantJob)
+			}
+			if suspended := job.Spec.Suspend != nil && *job.Spec.Suspend; tc.wantJob && suspended != tc.wantSuspended {
+				t.Errorf("the Job is suspended %v, want %v", suspended, tc.wantSuspended)
 			}
 			secret := &corev1.Secret{}
 			err = c.Get(context.Background(), client.ObjectKey{Namespace: "vigil-system", Name: name}, secret)

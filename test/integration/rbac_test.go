@@ -135,6 +135,9 @@ func TestTheChartsRBACAllowsNothingBeyondVigilsWork(t *testing.T) {
 	}{
 		{"create a Job in another namespace", func() error { return manager.Create(ctx, job(tenant)) }},
 		{"delete a Job in another namespace", func() error { return manager.Delete(ctx, foreignJob) }},
+		{"change a Job in another namespace", func() error {
+			return manager.Patch(ctx, foreignJob.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(`{"spec":{"suspend":true}}`)))
+		}},
 		{"create a Secret in another namespace", func() error { return manager.Create(ctx, secret(tenant)) }},
 		{"read a Secret in another namespace", func() error {
 			return manager.Get(ctx, client.ObjectKey{Namespace: tenant, Name: "anything"}, &corev1.Secret{})
@@ -195,6 +198,8 @@ func TestTheChartsRBACAllowsNothingBeyondVigilsWork(t *testing.T) {
 	ownJob := job(home)
 	g.Expect(manager.Create(ctx, ownJob)).To(Succeed(), "create a scan Job in its namespace")
 	g.Expect(manager.Create(ctx, secret(home))).To(Succeed(), "create a scan Job's Secret in its namespace")
+	g.Expect(manager.Patch(ctx, ownJob.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(`{"spec":{"suspend":false}}`)))).
+		To(Succeed(), "release a scan Job once its Secret exists")
 	g.Expect(manager.Delete(ctx, secret(home))).To(Succeed(), "delete a scan Job's Secret")
 	g.Expect(manager.Delete(ctx, ownJob)).To(Succeed(), "delete a scan Job")
 	g.Expect(manager.Create(ctx, lease(home))).To(Succeed(), "create its leader-election Lease")

@@ -18,12 +18,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 )
 
 // JobRunner does for scan Jobs what the Job controller and a kubelet would: for each new Job of a
-// namespace it creates the Job's pod, mounts its volumes as local files (a projected
+// namespace, once it is not suspended, it creates the Job's pod, mounts its volumes as local files (a projected
 // service-account token bound to the pod, the Secrets), and runs the container's command as a
 // local process with the binary that stands for the container image.
 type JobRunner struct {
@@ -50,6 +51,9 @@ func (r *JobRunner) Run(ctx context.Context) {
 		if err := r.Env.Client.List(ctx, jobs, client.InNamespace(r.Namespace)); err == nil {
 			for i := range jobs.Items {
 				job := &jobs.Items[i]
+				if ptr.Deref(job.Spec.Suspend, false) {
+					continue // as the Job controller: no pod until the Job is released
+				}
 				r.mu.Lock()
 				started := r.ran[job.Name]
 				r.ran[job.Name] = true
