@@ -24,9 +24,9 @@ import (
 )
 
 // JobRunner does for scan Jobs what the Job controller and a kubelet would: for each new Job of a
-// namespace, once it is not suspended, it creates the Job's pod, mounts its volumes as local files (a projected
-// service-account token bound to the pod, the Secrets), and runs the container's command as a
-// local process with the binary that stands for the container image.
+// namespace, once it is not suspended, it creates the Job's pod, mounts its volumes as local
+// files (a projected service-account token bound to the pod, the Secrets), and runs the
+// container's command as a local process with the binary that stands for the container image.
 type JobRunner struct {
 	Env       *Environment
 	Namespace string

@@ -32,7 +32,6 @@ func FreePort() (int, error) {
 // this machine takes one meanwhile; the kernel chooses them only when that range overlaps ours.
 func FreePorts(n int) ([]int, error) {
 	ports := make([]int, 0, n)
-	chosen := map[int]bool{}
 	outside := !ephemeralRangeOverlaps(firstChosenPort, lastChosenPort)
 	for tries := 0; len(ports) < n; tries++ {
 		if tries > 1000 {
@@ -51,11 +50,7 @@ func FreePorts(n int) ([]int, error) {
 		}
 		// Kept open until all are chosen, so that no port is chosen twice.
 		defer listener.Close()
-		port := listener.Addr().(*net.TCPAddr).Port
-		if !chosen[port] {
-			chosen[port] = true
-			ports = append(ports, port)
-		}
+		ports = append(ports, listener.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
 }
