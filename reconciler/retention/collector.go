@@ -70,6 +70,13 @@ func (c *Collector) Start(ctx context.Context) error {
 // Retention before now.
 func (c *Collector) Collect(ctx context.Context, now time.Time) error {
 	logger := log.FromContext(ctx)
+	// The store is listed before the ImageScans: an SBOM stored after the list of ImageScans was
+	// taken belongs to an ImageScan that the list may not hold, and must not be taken for an
+	// orphan. An SBOM listed here was stored by a scan that began after its ImageScan was in
+	// this cache, so the list below holds that ImageScan unless it was deleted.
+	// A store that cannot be listed keeps its orphans until a collection that can; the
+	// ImageScans are collected all the same.
+	digests, size, usageErr := c.SBOMs.Usage()
 	scans := &vigilv1alpha1.ImageScanList{}
 	if err := c.Client.List(ctx, scans, client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("listing ImageScans: %w", err)
@@ -127,11 +134,11 @@ func (c *Collector) Collect(ctx context.Context, now time.Time) error {
 		logger.V(1).Info("Collected an image that nothing ran within the retention period", "imageScan", klog.KObj(scan))
 	}
 
-	// SBOMs that no ImageScan names: their ImageScan was collected or deleted by hand.
-	digests, size, err := c.SBOMs.Usage()
-	if err != nil {
-		return err
+	imageScans.Set(float64(len(scans.Items)))
+	if usageErr != nil {
+		return usageErr
 	}
+	// SBOMs that no ImageScan names: their ImageScan was collected or deleted by hand.
 	for _, digest := range digests {
 		if !known[digest] {
 			if err := c.SBOMs.Delete(digest); err != nil {
@@ -139,7 +146,6 @@ func (c *Collector) Collect(ctx context.Context, now time.Time) error {
 			}
 		}
 	}
-	imageScans.Set(float64(len(scans.Items)))
 	storeBytes.Set(float64(size))
 	return nil
 }

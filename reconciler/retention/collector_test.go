@@ -355,6 +355,31 @@ func TestACollectionThatFailsSaysWhyAndLosesNothing(t *testing.T) {
 	}
 }
 
+func TestAnImageScannedWhileTheCollectorWorksKeepsItsSBOM(t *testing.T) {
+	// A new image is recorded and scanned while a collection runs: its ImageScan is not in the
+	// collector's list, and its SBOM is stored after that list was taken. It is not an orphan.
+	now := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	collectedDigest, newDigest := digestOf("b"), digestOf("n")
+	sboms := &fakeSBOMs{digests: map[string]bool{collectedDigest: true}}
+	c := fakeClient(t, interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, options ...client.ListOption) error {
+		err := c.List(ctx, list, options...)
+		if _, ok := list.(*vigilv1alpha1.ImageScanList); ok {
+			sboms.digests[newDigest] = true // the new image's scan stores its SBOM now
+		}
+		return err
+	}}, imageScan(collectedDigest, now, 30*24*time.Hour, 8*24*time.Hour))
+	collector := &Collector{Client: c, SBOMs: sboms, Retention: 7 * 24 * time.Hour}
+	if err := collector.Collect(t.Context(), now); err != nil {
+		t.Fatal(err)
+	}
+	if !sboms.digests[newDigest] {
+		t.Error("the SBOM of an image scanned during the collection was deleted as an orphan")
+	}
+	if sboms.digests[collectedDigest] {
+		t.Error("the SBOM of the collected image was kept")
+	}
+}
+
 func TestTheCollectorCollectsEveryIntervalUntilTheManagerStops(t *testing.T) {
 	tests := []struct {
 		name string
