@@ -439,7 +439,7 @@ func (c *Cluster) waitFor(ctx context.Context, what string, component *process, 
 	err := wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		if component != nil {
 			if err := component.exited(); err != nil {
-				return false, fmt.Errorf("%w (see %s)", err, filepath.Join(c.LogDir, component.name+".log"))
+				return false, fmt.Errorf("%w (see %s)", err, c.logPath(component.name))
 			}
 		}
 		return condition(ctx)

@@ -22,10 +22,14 @@ type process struct {
 	err  error
 }
 
-// start starts binary with args as the component name.
+// logPath is the log file of the component name.
+func (c *Cluster) logPath(name string) string {
+	return filepath.Join(c.LogDir, name+".log")
+}
+
+// spawn starts binary with args as the component name.
 func (c *Cluster) spawn(name, binary string, args []string, env ...string) (*process, error) {
-	logPath := filepath.Join(c.LogDir, name+".log")
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logFile, err := os.OpenFile(c.logPath(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening the log of %s: %w", name, err)
 	}

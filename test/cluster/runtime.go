@@ -10,8 +10,11 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// PauseImage is the sandbox image's name in the cluster's registry.
+// pauseRepository is the sandbox image's name in the cluster's registry.
 const pauseRepository = "vigil/pause:e2e"
+
+// publicRegistry is the component name of the cluster's registry that needs no credentials.
+const publicRegistry = "registry"
 
 const containerdConfigTemplate = `version = 3
 root = %[1]q
@@ -95,11 +98,6 @@ const hostsTemplate = `server = "http://%[1]s"
   capabilities = ["pull", "resolve"]
 `
 
-// registryLog is the log file of the cluster's (public) registry, its access log included.
-func (c *Cluster) registryLog() string {
-	return filepath.Join(c.LogDir, "registry.log")
-}
-
 func (c *Cluster) startRegistries(ctx context.Context) error {
 	c.log("Starting the registries on %s and %s", c.Registry, c.PrivateRegistry)
 	hash, err := bcrypt.GenerateFromPassword([]byte(c.PrivatePassword), bcrypt.MinCost)
@@ -113,7 +111,7 @@ func (c *Cluster) startRegistries(ctx context.Context) error {
 	for _, registry := range []struct {
 		name, addr, storage, auth string
 	}{
-		{"registry", c.Registry, c.path("registry"), ""},
+		{publicRegistry, c.Registry, c.path("registry"), ""},
 		{"private-registry", c.PrivateRegistry, c.path("private-registry"),
 			fmt.Sprintf("auth:\n  htpasswd:\n    realm: vigil\n    path: %q\n", htpasswd)},
 	} {

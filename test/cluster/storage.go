@@ -68,7 +68,7 @@ func (c *Cluster) installLocalStorage(ctx context.Context) error {
 // RegistryRequests counts the requests the cluster's registry has served for repository so far:
 // every manifest and blob a pull reads, from its access log.
 func (c *Cluster) RegistryRequests(repository string) (int, error) {
-	log, err := os.Open(c.registryLog())
+	log, err := os.Open(c.logPath(publicRegistry)) // its access log included
 	if err != nil {
 		return 0, fmt.Errorf("reading the registry's access log: %w", err)
 	}
