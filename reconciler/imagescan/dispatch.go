@@ -40,17 +40,20 @@ type Dispatcher struct {
 type grant struct {
 	at    time.Time
 	taken bool
+	// attempt is the number of the attempt that took the grant.
+	attempt int32
 }
 
-// Take tells whether the ImageScan name was granted a slot, and takes it.
-func (d *Dispatcher) Take(name string) bool {
+// Take tells whether the ImageScan name was granted a slot, and takes it for its attempt
+// number attempt.
+func (d *Dispatcher) Take(name string, attempt int32) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	g, ok := d.grants[name]
 	if !ok || g.taken {
 		return false
 	}
-	g.taken = true
+	g.taken, g.attempt = true, attempt
 	d.grants[name] = g
 	return true
 }
@@ -129,9 +132,10 @@ func (d *Dispatcher) choose(scanning, pending []vigilv1alpha1.ImageScan, now tim
 	if d.grants == nil {
 		d.grants = map[string]grant{}
 	}
-	isPending := map[string]bool{}
+	// The attempts of the Pending ImageScans, as the cache shows them.
+	pendingAttempts := map[string]int32{}
 	for i := range pending {
-		isPending[pending[i].Name] = true
+		pendingAttempts[pending[i].Name] = pending[i].Status.Attempts
 	}
 	inFlight := map[string]int{}
 	for i := range scanning {
@@ -139,8 +143,12 @@ func (d *Dispatcher) choose(scanning, pending []vigilv1alpha1.ImageScan, now tim
 	}
 	granted := 0
 	for name, g := range d.grants {
-		// A grant lasts until its scan leaves Pending, or until it expires.
-		if !isPending[name] || now.Sub(g.at) > grantTTL {
+		// A grant lasts until its scan leaves Pending, until its attempt is back in Pending
+		// (it failed or was lost before a round saw it Scanning: the slot is free again), or
+		// until it expires. A taken grant of a scan that the cache still shows Pending with
+		// its previous attempt is a scan in flight that the cache has not caught up with.
+		attempts, isPending := pendingAttempts[name]
+		if !isPending || (g.taken && attempts >= g.attempt) || now.Sub(g.at) > grantTTL {
 			delete(d.grants, name)
 			continue
 		}

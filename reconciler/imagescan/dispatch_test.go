@@ -116,3 +116,44 @@ func queuedScan(name, namespace string, created time.Time) vigilv1alpha1.ImageSc
 	s.Spec.References = []vigilv1alpha1.ImageReference{{Image: name, Namespace: namespace}}
 	return s
 }
+
+func TestASlotIsFreeAgainOnceItsAttemptIsBackInPending(t *testing.T) {
+	now := time.Now()
+	tests := []struct {
+		name string
+		// taken says whether the granted image's reconcile took the grant (for attempt 1);
+		// attempts and due are what the cache shows of it at the next round.
+		taken    bool
+		attempts int32
+		due      bool
+		want     []string
+	}{
+		{name: "granted, not started yet: the slot stays its own", taken: false, attempts: 0, due: true, want: nil},
+		{name: "started, the cache not caught up yet: the scan is in flight, the slot stays its own", taken: true, attempts: 0, due: true, want: nil},
+		{name: "its attempt failed and waits to retry: the slot goes to the next image", taken: true, attempts: 1, due: false, want: []string{"waiting"}},
+		{name: "its attempt was lost, to be tried again at once: the slot goes to it again", taken: true, attempts: 1, due: true, want: []string{"granted"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			granted := queuedScan("granted", "shop", now.Add(-time.Hour))
+			waiting := queuedScan("waiting", "shop", now.Add(-time.Minute))
+			d := &Dispatcher{Concurrency: 1, Due: func(scan *vigilv1alpha1.ImageScan, _ time.Time) bool {
+				return scan.Name != "granted" || scan.Status.Attempts == 0 || tc.due
+			}}
+			if chosen := d.choose(nil, []vigilv1alpha1.ImageScan{granted, waiting}, now); !slices.Equal(chosen, []string{"granted"}) {
+				t.Fatalf("granted %v", chosen)
+			}
+			if tc.taken && !d.Take("granted", 1) {
+				t.Fatal("the grant could not be taken")
+			}
+			granted.Status.Attempts = tc.attempts
+			chosen := d.choose(nil, []vigilv1alpha1.ImageScan{granted, waiting}, now.Add(time.Second))
+			if !slices.Equal(chosen, tc.want) {
+				t.Errorf("granted %v, want %v", chosen, tc.want)
+			}
+			if slices.Contains(tc.want, "granted") && !d.Take("granted", 2) {
+				t.Error("the image granted again could not take the grant for its next attempt")
+			}
+		})
+	}
+}

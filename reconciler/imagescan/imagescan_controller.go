@@ -182,7 +182,7 @@ func (r *Reconciler) pending(ctx context.Context, scan *vigilv1alpha1.ImageScan)
 	if wait := r.retryWait(scan, time.Now()); wait > 0 {
 		return ctrl.Result{RequeueAfter: wait}, nil
 	}
-	if !r.Dispatcher.Take(scan.Name) {
+	if !r.Dispatcher.Take(scan.Name, scan.Status.Attempts+1) {
 		r.Dispatcher.Trigger()
 		return ctrl.Result{}, nil
 	}

@@ -416,7 +416,7 @@ func TestTheDispatcherBoundsScansAndIsFairBetweenNamespaces(t *testing.T) {
 	if again := d.choose(inFlight, pending, now); len(again) != 0 {
 		t.Errorf("granted %v beyond the bound", again)
 	}
-	if !d.Take("shop-api") || d.Take("shop-api") || d.Take("attacker-001") {
+	if !d.Take("shop-api", 1) || d.Take("shop-api", 1) || d.Take("attacker-001", 1) {
 		t.Error("a grant was not taken exactly once")
 	}
 	// The scans started: one finished, so one slot is free; first scans before scans again.

@@ -96,7 +96,7 @@ func TestAFailureThatCannotBeWrittenIsReturned(t *testing.T) {
 	if _, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Name: scan.Name}}); err == nil {
 		t.Fatal("a failure that could not be written is not reported, so it would not be tried again")
 	}
-	if !r.Dispatcher.Take(scan.Name) {
+	if !r.Dispatcher.Take(scan.Name, scan.Status.Attempts+1) {
 		t.Error("the slot was not kept for the next reconcile")
 	}
 }
