@@ -440,16 +440,15 @@ func (r *Reconciler) match(ctx context.Context, scan *vigilv1alpha1.ImageScan, f
 	result, err := matcher.ByCVE().Match(ctx, syftJSON)
 	releaseDB()
 	matchDuration.Observe(time.Since(started).Seconds())
-	status = scan.Status.DeepCopy()
-	status.MatchAttempts = 0
 	if err != nil {
+		status := scan.Status.DeepCopy()
+		status.MatchAttempts = 0
 		status.Phase = vigilv1alpha1.ImageScanFailed
 		setCondition(status, scan, vigilv1alpha1.ConditionScanned, metav1.ConditionFalse, ReasonMatchFailed, oneLine(err.Error(), 1000))
 		return ctrl.Result{}, r.writeStatus(ctx, scan, status)
 	}
-	applyMatch(status, scan, result, time.Now())
 	wasScanned := scan.Status.Phase == vigilv1alpha1.ImageScanScanned
-	if err := r.writeStatus(ctx, scan, status); err != nil {
+	if err := r.writeMatch(ctx, scan, result, time.Now()); err != nil {
 		return ctrl.Result{}, err
 	}
 	if !wasScanned {
@@ -457,6 +456,36 @@ func (r *Reconciler) match(ctx context.Context, scan *vigilv1alpha1.ImageScan, f
 	}
 	log.FromContext(ctx).V(1).Info("Matched image", "imageScan", klog.KObj(scan), "vulnerabilities", len(result.Findings))
 	return ctrl.Result{}, nil
+}
+
+// writeMatch records a match's result on scan's status. A write that conflicts (the collector
+// renewed the image's lastRunningTime, a new reference was added meanwhile) is made again on the
+// API server's copy: failing the reconcile instead would match the SBOM again and count one more
+// match attempt, and a few such conflicts would end the image TooLarge. It gives up, to be
+// reconciled again, when that copy has moved on to another attempt or phase.
+func (r *Reconciler) writeMatch(ctx context.Context, scan *vigilv1alpha1.ImageScan, result *match.Result, now time.Time) error {
+	phase, attempt := scan.Status.Phase, scan.Status.Attempts
+	current := scan
+	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		if current == nil {
+			fresh := &vigilv1alpha1.ImageScan{}
+			if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(scan), fresh); err != nil {
+				return fmt.Errorf("reading ImageScan %s again: %w", scan.Name, err)
+			}
+			if fresh.Status.Phase != phase || fresh.Status.Attempts != attempt {
+				return fmt.Errorf("ImageScan %s moved on to attempt %d (%s) while its SBOM was matched", scan.Name, fresh.Status.Attempts, fresh.Status.Phase)
+			}
+			current = fresh
+		}
+		status := current.Status.DeepCopy()
+		status.MatchAttempts = 0
+		applyMatch(status, current, result, now)
+		err := r.writeStatus(ctx, current, status)
+		if apierrors.IsConflict(err) {
+			current = nil
+		}
+		return err
+	})
 }
 
 // applyMatch records a match's result on status: Scanned, with the findings, most severe first.

@@ -17,6 +17,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
 	"github.com/vigil-dev/vigil/pkg/index"
@@ -139,6 +140,66 @@ func TestMatchingAStoredSBOM(t *testing.T) {
 				if tc.wantEvent != "" {
 					t.Errorf("no event, want %q", tc.wantEvent)
 				}
+			}
+		})
+	}
+}
+
+func TestAMatchWrittenWhileAnotherWriterChangesTheImageScan(t *testing.T) {
+	built := time.Date(2026, 11, 29, 6, 0, 0, 0, time.UTC)
+	renewed := metav1.NewTime(built.Add(time.Hour))
+	tests := []struct {
+		name string
+		// meanwhile is what another writer does to the ImageScan while its SBOM is matched.
+		meanwhile    func(scan *vigilv1alpha1.ImageScan)
+		wantErr      bool
+		wantPhase    vigilv1alpha1.ImageScanPhase
+		wantAttempts int32 // match attempts left counted
+	}{
+		{name: "the collector renews its lastRunningTime: the match is written on the new copy, counted once",
+			meanwhile: func(scan *vigilv1alpha1.ImageScan) { scan.Status.LastRunningTime = &renewed },
+			wantPhase: vigilv1alpha1.ImageScanScanned, wantAttempts: 0},
+		{name: "another attempt began meanwhile: the match is not written over it",
+			meanwhile: func(scan *vigilv1alpha1.ImageScan) { scan.Status.Attempts = 2 },
+			wantErr:   true, wantPhase: vigilv1alpha1.ImageScanScanning, wantAttempts: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			scan := scanIn(vigilv1alpha1.ImageScanScanning, 1, withCondition(vigilv1alpha1.ConditionSBOMStored, metav1.ConditionTrue, ReasonStored))
+			r := newReconciler(t, &fakeExecutor{}, fakeStore{}, scan)
+			writes := 0
+			r.Client = interceptor.NewClient(r.Client.(client.WithWatch), interceptor.Funcs{
+				SubResourceUpdate: func(ctx context.Context, c client.Client, subResource string, obj client.Object, options ...client.SubResourceUpdateOption) error {
+					writes++
+					if writes == 2 { // the match's result, after its attempt was counted
+						other := &vigilv1alpha1.ImageScan{}
+						if err := c.Get(ctx, client.ObjectKeyFromObject(obj), other); err != nil {
+							return err
+						}
+						tc.meanwhile(other)
+						if err := c.Status().Update(ctx, other); err != nil {
+							return err
+						}
+					}
+					return c.Status().Update(ctx, obj, options...)
+				},
+			})
+			r.APIReader = r.Client
+			r.SBOMs = sbomStore{testDigest: sboms.OneDebianPackage}
+			r.Database = fixedDatabase{built: built}
+			_, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Name: scan.Name}})
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("error %v, want one: %t", err, tc.wantErr)
+			}
+			got := &vigilv1alpha1.ImageScan{}
+			if err := r.Client.Get(context.Background(), client.ObjectKeyFromObject(scan), got); err != nil {
+				t.Fatal(err)
+			}
+			if got.Status.Phase != tc.wantPhase || got.Status.MatchAttempts != tc.wantAttempts {
+				t.Errorf("phase %q with %d match attempts counted, want %q and %d", got.Status.Phase, got.Status.MatchAttempts, tc.wantPhase, tc.wantAttempts)
+			}
+			if !tc.wantErr && !got.Status.LastRunningTime.Equal(&renewed) {
+				t.Errorf("lastRunningTime %v: the other writer's change was lost", got.Status.LastRunningTime)
 			}
 		})
 	}
