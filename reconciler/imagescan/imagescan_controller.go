@@ -21,9 +21,11 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
@@ -55,6 +57,9 @@ const (
 	ReasonMatchFailed          = "MatchFailed"
 	ReasonMatchOutOfMemory     = "MatchOutOfMemory"
 )
+
+// resolveWorkers bounds the references resolved at once.
+const resolveWorkers = 4
 
 // maxMatchAttempts is how many matches of one SBOM may start without finishing (the manager
 // died while matching, most likely for its memory) before the image ends TooLarge.
@@ -109,7 +114,8 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=vigil.dev,resources=imagescans,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=vigil.dev,resources=imagescans/status,verbs=get;update;patch
 
-// SetupWithManager registers the reconciler and its Dispatcher; with watchJobs it also watches
+// SetupWithManager registers the reconciler as two controllers, one resolving references and
+// one scanning and matching digests, and its Dispatcher; with watchJobs it also watches
 // the scan Jobs of the job executor, through the metadata-only cache of Jobs that workload
 // resolution uses too.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, watchJobs bool) error {
@@ -124,9 +130,20 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, watchJobs bool) error {
 	if err := mgr.Add(r.Dispatcher); err != nil {
 		return fmt.Errorf("adding the scan dispatcher: %w", err)
 	}
+	// References are resolved by a controller of their own: resolving waits on a registry,
+	// up to the registry timeout, and a registry that never answers must hold up no scan or
+	// match, only, at worst, other references.
+	isReference := func(o client.Object) bool { return o.(*vigilv1alpha1.ImageScan).Spec.Digest == "" }
+	if err := ctrl.NewControllerManagedBy(mgr).
+		Named("imagescan-references").
+		For(&vigilv1alpha1.ImageScan{}, builder.WithPredicates(predicate.NewPredicateFuncs(isReference))).
+		WithOptions(controller.Options{MaxConcurrentReconciles: resolveWorkers}).
+		Complete(r); err != nil {
+		return fmt.Errorf("setting up the reference resolution: %w", err)
+	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("imagescans").
-		For(&vigilv1alpha1.ImageScan{}).
+		For(&vigilv1alpha1.ImageScan{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return !isReference(o) }))).
 		WatchesRawSource(source.Channel(r.granted, &handler.TypedEnqueueRequestForObject[*vigilv1alpha1.ImageScan]{}))
 	if watchJobs {
 		b = b.Watches(&batchv1.Job{}, handler.EnqueueRequestsFromMapFunc(scanOfJob), builder.OnlyMetadata)

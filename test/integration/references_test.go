@@ -3,7 +3,9 @@ package integration
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -132,4 +134,83 @@ func startJobScanningManager(t *testing.T, w *world) *managerProcess {
 		}
 	})
 	return manager
+}
+
+// TestARegistryThatNeverAnswersHoldsUpNoOtherImage plays a tenant whose pods name images on a
+// registry that accepts connections and never answers: resolving each of its references waits
+// for the whole registry timeout. Another tenant's image is scanned all the while.
+func TestARegistryThatNeverAnswersHoldsUpNoOtherImage(t *testing.T) {
+	isolate(t)
+	g := NewWithT(t)
+	ctx := t.Context()
+	w := theWorld(t)
+	silent := silentRegistry(t)
+	manager := startScanningManager(t, w, "--registry-timeout=5m")
+
+	stuck := newNamespace(t, nil)
+	var stuckImages []string
+	for i := range 8 {
+		image := fmt.Sprintf("%s/stuck/app-%d:1", silent, i)
+		stuckImages = append(stuckImages, image)
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: stuck, Name: fmt.Sprintf("app-%d", i)},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}},
+		}
+		// No image ID: the kubelet has not pulled it, so its reference is resolved.
+		g.Expect(testenv.RunPod(ctx, env.Client, pod, nil)).To(Succeed())
+	}
+	for _, image := range stuckImages {
+		g.Eventually(func() error { _, err := referenceScan(ctx, image); return err }, 30*time.Second, 100*time.Millisecond).Should(Succeed())
+	}
+
+	shop := newNamespace(t, nil)
+	image, imageID, digest := w.imageID(t, "web/node")
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: shop, Name: "front"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}},
+	}
+	g.Expect(testenv.RunPod(ctx, env.Client, pod, map[string]string{image: imageID})).To(Succeed())
+	g.Eventually(phaseOf(ctx, digest), 60*time.Second, 250*time.Millisecond).Should(Equal(vigilv1alpha1.ImageScanScanned), func() string { return manager.logs() })
+
+	// The stuck references are still being resolved, not failed.
+	for _, image := range stuckImages {
+		scan, err := referenceScan(ctx, image)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(scan.Status.Phase).NotTo(Equal(vigilv1alpha1.ImageScanFailed))
+	}
+}
+
+// silentRegistry listens on loopback, accepts connections and never answers, until the test
+// ends; it returns its host:port.
+func silentRegistry(t *testing.T) string {
+	t.Helper()
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	var mu sync.Mutex
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			conn, err := listener.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, conn)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = listener.Close()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		for _, conn := range held {
+			_ = conn.Close()
+		}
+	})
+	return listener.Addr().String()
 }
