@@ -3,6 +3,7 @@ package load
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -205,7 +206,8 @@ type benchManager struct {
 }
 
 // startManagerWith runs vigil-manager against env with its webhook on loopback, its SBOMs in a
-// folder of the benchmark's, and args after the defaults (a later flag wins).
+// folder of the benchmark's, and args after the defaults (a later flag wins);
+// VIGIL_BENCH_MANAGER_LOG names a file that keeps its whole log.
 func startManagerWith(b *testing.B, env *testenv.Environment, args ...string) *benchManager {
 	binary, err := testenv.BuildBinary("./cmd/manager")
 	if err != nil {
@@ -234,7 +236,17 @@ func startManagerWith(b *testing.B, env *testenv.Environment, args ...string) *b
 	if err := m.cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	go m.logs.follow(stderr)
+	logs := io.Reader(stderr)
+	if path := os.Getenv("VIGIL_BENCH_MANAGER_LOG"); path != "" {
+		// The whole log, for a run to look into afterwards.
+		file, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = file.Close() })
+		logs = io.TeeReader(stderr, file)
+	}
+	go m.logs.follow(logs)
 	if err := waitReady(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1])); err != nil {
 		b.Fatalf("%v\n%s", err, m.logs.tail())
 	}
