@@ -58,8 +58,9 @@ const (
 	ReasonMatchOutOfMemory     = "MatchOutOfMemory"
 )
 
-// resolveWorkers bounds the references resolved at once.
-const resolveWorkers = 4
+// resolveWorkers bounds the references resolved at once, maxResolvingPerNamespace of them
+// for one namespace.
+const resolveWorkers = 8
 
 // maxMatchAttempts is how many matches of one SBOM may start without finishing (the manager
 // died while matching, most likely for its memory) before the image ends TooLarge.
@@ -107,6 +108,8 @@ type Reconciler struct {
 	RetryBackoff    time.Duration
 	MaxRetryBackoff time.Duration
 
+	// resolving bounds the resolutions in flight per namespace.
+	resolving namespaceSlots
 	// granted carries ImageScans that the Dispatcher granted a slot.
 	granted chan event.TypedGenericEvent[*vigilv1alpha1.ImageScan]
 }
@@ -479,9 +482,10 @@ func (r *Reconciler) match(ctx context.Context, scan *vigilv1alpha1.ImageScan, f
 // renewed the image's lastRunningTime, a new reference was added meanwhile) is made again on the
 // API server's copy: failing the reconcile instead would match the SBOM again and count one more
 // match attempt, and a few such conflicts would end the image TooLarge. It gives up, to be
-// reconciled again, when that copy has moved on to another attempt or phase.
+// reconciled again, when that copy has moved on to another attempt or phase, or holds the
+// match of another database (a previous leader's, finished late).
 func (r *Reconciler) writeMatch(ctx context.Context, scan *vigilv1alpha1.ImageScan, result *match.Result, now time.Time) error {
-	phase, attempt := scan.Status.Phase, scan.Status.Attempts
+	phase, attempt, database := scan.Status.Phase, scan.Status.Attempts, scan.Status.Database.DeepCopy()
 	current := scan
 	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
 		if current == nil {
@@ -491,6 +495,9 @@ func (r *Reconciler) writeMatch(ctx context.Context, scan *vigilv1alpha1.ImageSc
 			}
 			if fresh.Status.Phase != phase || fresh.Status.Attempts != attempt {
 				return fmt.Errorf("ImageScan %s moved on to attempt %d (%s) while its SBOM was matched", scan.Name, fresh.Status.Attempts, fresh.Status.Phase)
+			}
+			if !equality.Semantic.DeepEqual(fresh.Status.Database, database) {
+				return fmt.Errorf("ImageScan %s was matched against another database while its SBOM was matched", scan.Name)
 			}
 			current = fresh
 		}

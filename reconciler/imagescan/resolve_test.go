@@ -4,7 +4,9 @@ import (
 	"context"
 	"io"
 	"log"
+	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
 	"github.com/vigil-dev/vigil/pkg/sbom"
@@ -213,3 +216,148 @@ func TestTheRetryBackoff(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+func TestANamespaceWhoseRegistryNeverAnswersHoldsTwoResolutionsAtMost(t *testing.T) {
+	// A registry that takes every request and answers none until the test ends.
+	requests := make(chan struct{}, 16)
+	release := make(chan struct{})
+	silent := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		requests <- struct{}{}
+		<-release
+	}))
+	defer silent.Close()
+	defer close(release)
+	silentHost := strings.TrimPrefix(silent.URL, "http://")
+	host, digest := loopbackRegistry(t)
+
+	reference := func(name, image, namespace string) *vigilv1alpha1.ImageScan {
+		return &vigilv1alpha1.ImageScan{ObjectMeta: metav1.ObjectMeta{Name: name, Generation: 1},
+			Spec: vigilv1alpha1.ImageScanSpec{References: []vigilv1alpha1.ImageReference{{Image: image, Namespace: namespace}}}}
+	}
+	stuck := []*vigilv1alpha1.ImageScan{
+		reference("ref-stuck-0", silentHost+"/stuck/app-0:1", "stuck"),
+		reference("ref-stuck-1", silentHost+"/stuck/app-1:1", "stuck"),
+		reference("ref-stuck-2", silentHost+"/stuck/app-2:1", "stuck"),
+	}
+	shop := reference("ref-shop-api", host+"/shop/api:1.4", "shop")
+	r := newReconciler(t, &fakeExecutor{}, fakeStore{}, stuck[0], stuck[1], stuck[2], shop)
+	r.Registry = sbom.Options{Registries: map[string]sbom.RegistryAccess{host: {PlainHTTP: true}, silentHost: {PlainHTTP: true}}, Timeout: time.Minute}
+	reconcile := func(scan *vigilv1alpha1.ImageScan) (ctrl.Result, error) {
+		return r.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Name: scan.Name}})
+	}
+
+	// Two of the namespace's references wait on its registry.
+	for _, scan := range stuck[:2] {
+		go func() { _, _ = reconcile(scan) }()
+		select {
+		case <-requests:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the silent registry was not asked")
+		}
+	}
+	// A third waits its turn without asking the registry.
+	result, err := reconcile(stuck[2])
+	if err != nil || result.RequeueAfter != resolveBusyWait {
+		t.Errorf("the third reference of a namespace at its bound: requeue after %s, error %v; want %s", result.RequeueAfter, err, resolveBusyWait)
+	}
+	select {
+	case <-requests:
+		t.Error("a third resolution of the namespace asked its registry")
+	default:
+	}
+	// Another namespace's reference is resolved meanwhile.
+	if _, err := reconcile(shop); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Client.Get(context.Background(), client.ObjectKey{Name: vigilv1alpha1.ImageScanName(digest)}, &vigilv1alpha1.ImageScan{}); err != nil {
+		t.Errorf("another namespace's reference was not resolved: %v", err)
+	}
+}
+
+func TestAResolutionThatRacesAnotherWriterLosesNoReference(t *testing.T) {
+	host, digest := loopbackRegistry(t)
+	image := host + "/shop/api:1.4"
+	tests := []struct {
+		name string
+		// meanwhile is what another writer does while the reference is resolved: c writes to
+		// the API server, scan is the reference's ImageScan.
+		meanwhile      func(ctx context.Context, c client.Client, scan *vigilv1alpha1.ImageScan) error
+		on             string // the call of the resolution that the other writer goes before
+		wantErr        bool
+		wantNamespaces []string // of the digest's ImageScan's references
+		wantReference  bool     // the reference's own ImageScan stays
+	}{
+		{
+			name: "another reference of the digest created its ImageScan: the references are added to it",
+			on:   "create",
+			meanwhile: func(ctx context.Context, c client.Client, _ *vigilv1alpha1.ImageScan) error {
+				return c.Create(ctx, &vigilv1alpha1.ImageScan{ObjectMeta: metav1.ObjectMeta{Name: vigilv1alpha1.ImageScanName(digest)},
+					Spec: vigilv1alpha1.ImageScanSpec{Digest: digest, References: []vigilv1alpha1.ImageReference{{Image: image, Namespace: "jobs"}}}})
+			},
+			wantNamespaces: []string{"jobs", "shop"},
+		},
+		{
+			name: "a reference was recorded on it meanwhile: it is not deleted with it",
+			on:   "delete",
+			meanwhile: func(ctx context.Context, c client.Client, scan *vigilv1alpha1.ImageScan) error {
+				fresh := &vigilv1alpha1.ImageScan{}
+				if err := c.Get(ctx, client.ObjectKeyFromObject(scan), fresh); err != nil {
+					return err
+				}
+				fresh.Spec.AddReference(vigilv1alpha1.ImageReference{Image: image, Namespace: "web"})
+				return c.Update(ctx, fresh)
+			},
+			wantErr: true, wantNamespaces: []string{"shop"}, wantReference: true,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			scan := &vigilv1alpha1.ImageScan{ObjectMeta: metav1.ObjectMeta{Name: "ref-shop-api", Generation: 1},
+				Spec: vigilv1alpha1.ImageScanSpec{References: []vigilv1alpha1.ImageReference{{Image: image, Namespace: "shop"}}}}
+			r := newReconciler(t, &fakeExecutor{}, fakeStore{}, scan)
+			once := false
+			before := func(ctx context.Context, c client.Client, call string) error {
+				if call != tc.on || once {
+					return nil
+				}
+				once = true
+				return tc.meanwhile(ctx, c, scan)
+			}
+			r.Client = interceptor.NewClient(r.Client.(client.WithWatch), interceptor.Funcs{
+				Create: func(ctx context.Context, c client.WithWatch, obj client.Object, options ...client.CreateOption) error {
+					if err := before(ctx, c, "create"); err != nil {
+						return err
+					}
+					return c.Create(ctx, obj, options...)
+				},
+				Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, options ...client.DeleteOption) error {
+					if err := before(ctx, c, "delete"); err != nil {
+						return err
+					}
+					return c.Delete(ctx, obj, options...)
+				},
+			})
+			r.APIReader = r.Client
+			r.Registry = sbom.Options{Registries: map[string]sbom.RegistryAccess{host: {PlainHTTP: true}}, Timeout: 10 * time.Second}
+			_, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Name: scan.Name}})
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("error %v, want one: %t", err, tc.wantErr)
+			}
+			resolved := &vigilv1alpha1.ImageScan{}
+			if err := r.Client.Get(context.Background(), client.ObjectKey{Name: vigilv1alpha1.ImageScanName(digest)}, resolved); err != nil {
+				t.Fatal(err)
+			}
+			var namespaces []string
+			for _, reference := range resolved.Spec.References {
+				namespaces = append(namespaces, reference.Namespace)
+			}
+			if !slices.Equal(namespaces, tc.wantNamespaces) {
+				t.Errorf("the digest's ImageScan has references in %v, want %v", namespaces, tc.wantNamespaces)
+			}
+			err = r.Client.Get(context.Background(), client.ObjectKeyFromObject(scan), &vigilv1alpha1.ImageScan{})
+			if kept := err == nil; kept != tc.wantReference {
+				t.Errorf("the reference's own ImageScan kept: %t, want %t", kept, tc.wantReference)
+			}
+		})
+	}
+}
