@@ -162,6 +162,11 @@ func TestAMatchWrittenWhileAnotherWriterChangesTheImageScan(t *testing.T) {
 		{name: "another attempt began meanwhile: the match is not written over it",
 			meanwhile: func(scan *vigilv1alpha1.ImageScan) { scan.Status.Attempts = 2 },
 			wantErr:   true, wantPhase: vigilv1alpha1.ImageScanScanning, wantAttempts: 1},
+		{name: "another database's match was written meanwhile: it is not written over",
+			meanwhile: func(scan *vigilv1alpha1.ImageScan) {
+				scan.Status.Database = &vigilv1alpha1.DatabaseVersion{SchemaVersion: "v6.1.3", Built: metav1.NewTime(built.Add(24 * time.Hour))}
+			},
+			wantErr: true, wantPhase: vigilv1alpha1.ImageScanScanning, wantAttempts: 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

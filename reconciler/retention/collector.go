@@ -138,12 +138,21 @@ func (c *Collector) Collect(ctx context.Context, now time.Time) error {
 	if usageErr != nil {
 		return usageErr
 	}
-	// SBOMs that no ImageScan names: their ImageScan was collected or deleted by hand.
+	// SBOMs that no ImageScan names: their ImageScan was collected or deleted by hand. One
+	// that the cache shows now was recorded again since the list above: its SBOM may be new.
 	for _, digest := range digests {
-		if !known[digest] {
-			if err := c.SBOMs.Delete(digest); err != nil {
-				return err
-			}
+		if known[digest] {
+			continue
+		}
+		err := c.Client.Get(ctx, client.ObjectKey{Name: vigilv1alpha1.ImageScanName(digest)}, &vigilv1alpha1.ImageScan{})
+		if err == nil {
+			continue
+		}
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("reading the ImageScan of %s: %w", digest, err)
+		}
+		if err := c.SBOMs.Delete(digest); err != nil {
+			return err
 		}
 	}
 	storeBytes.Set(float64(size))

@@ -380,6 +380,33 @@ func TestAnImageScannedWhileTheCollectorWorksKeepsItsSBOM(t *testing.T) {
 	}
 }
 
+func TestAnImageRecordedAgainWhileTheCollectorWorksKeepsItsSBOM(t *testing.T) {
+	// An ImageScan was deleted by hand, leaving its SBOM; while a collection runs, the image is
+	// recorded again (and scanned again, storing a new SBOM). The SBOM is not an orphan any more.
+	now := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	again, orphan := digestOf("r"), digestOf("o")
+	sboms := &fakeSBOMs{digests: map[string]bool{again: true, orphan: true}}
+	c := fakeClient(t, interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, options ...client.ListOption) error {
+		err := c.List(ctx, list, options...)
+		if _, ok := list.(*vigilv1alpha1.ImageScanList); ok {
+			if err := c.Create(ctx, imageScan(again, now, 0, -1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return err
+	}})
+	collector := &Collector{Client: c, SBOMs: sboms, Retention: 7 * 24 * time.Hour}
+	if err := collector.Collect(t.Context(), now); err != nil {
+		t.Fatal(err)
+	}
+	if !sboms.digests[again] {
+		t.Error("the SBOM of an image recorded again during the collection was deleted as an orphan")
+	}
+	if sboms.digests[orphan] {
+		t.Error("an SBOM that no ImageScan names was kept")
+	}
+}
+
 func TestTheCollectorCollectsEveryIntervalUntilTheManagerStops(t *testing.T) {
 	tests := []struct {
 		name string
