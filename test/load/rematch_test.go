@@ -233,24 +233,33 @@ func startManagerWith(b *testing.B, env *testenv.Environment, args ...string) *b
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := m.cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
 	logs := io.Reader(stderr)
 	if path := os.Getenv("VIGIL_BENCH_MANAGER_LOG"); path != "" {
-		// The whole log, for a run to look into afterwards.
-		file, err := os.Create(path)
+		// The whole log, for a run to look into afterwards; each manager of a run appends.
+		file, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { _ = file.Close() })
-		logs = io.TeeReader(stderr, file)
+		logs = io.TeeReader(stderr, bestEffort{file})
+	}
+	if err := m.cmd.Start(); err != nil {
+		b.Fatal(err)
 	}
 	go m.logs.follow(logs)
 	if err := waitReady(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1])); err != nil {
 		b.Fatalf("%v\n%s", err, m.logs.tail())
 	}
 	return m
+}
+
+// bestEffort writes what it can and never fails, so that a full disk stops the copy of a log,
+// not the reading of the pipe that the process writes it to.
+type bestEffort struct{ w io.Writer }
+
+func (b bestEffort) Write(p []byte) (int, error) {
+	_, _ = b.w.Write(p)
+	return len(p), nil
 }
 
 func (m *benchManager) stop() {
