@@ -163,8 +163,23 @@ func scanOfJob(_ context.Context, job client.Object) []reconcile.Request {
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: vigilv1alpha1.ImageScanName(digest)}}}
 }
 
-// Reconcile moves one ImageScan forward.
+// conflictRetry is when an ImageScan whose write conflicted is looked at again, unless the
+// newer copy's own event brings it back sooner, as it does as soon as the cache has it.
+const conflictRetry = time.Second
+
+// Reconcile moves one ImageScan forward. A write that conflicts with another writer's (the
+// collector's renewal, a new reference, the cache behind this reconciler's own last write) is
+// not an error to log: the ImageScan is looked at again on its newer copy.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	result, err := r.reconcile(ctx, req)
+	if apierrors.IsConflict(err) {
+		log.FromContext(ctx).V(1).Info("The ImageScan changed meanwhile; looking at it again", "reason", err.Error())
+		return ctrl.Result{RequeueAfter: conflictRetry}, nil
+	}
+	return result, err
+}
+
+func (r *Reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	scan := &vigilv1alpha1.ImageScan{}
 	if err := r.Client.Get(ctx, req.NamespacedName, scan); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -306,9 +321,12 @@ func (r *Reconciler) requeueAttempt(ctx context.Context, scan *vigilv1alpha1.Ima
 	if status.Phase == vigilv1alpha1.ImageScanFailed || scan.Status.Database == nil {
 		setCondition(status, scan, vigilv1alpha1.ConditionScanned, metav1.ConditionFalse, reason, message)
 	}
+	if err := r.writeStatus(ctx, scan, status); err != nil {
+		return err
+	}
 	scansLost.Inc()
 	log.FromContext(ctx).Info("Scanning an image again", "imageScan", klog.KObj(scan), "reason", reason)
-	return r.writeStatus(ctx, scan, status)
+	return nil
 }
 
 // RecordOutcome persists the outcome of a scan attempt on its ImageScan: the executors and the

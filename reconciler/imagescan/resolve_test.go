@@ -283,7 +283,7 @@ func TestAResolutionThatRacesAnotherWriterLosesNoReference(t *testing.T) {
 		// the API server, scan is the reference's ImageScan.
 		meanwhile      func(ctx context.Context, c client.Client, scan *vigilv1alpha1.ImageScan) error
 		on             string // the call of the resolution that the other writer goes before
-		wantErr        bool
+		wantRequeue    time.Duration
 		wantNamespaces []string // of the digest's ImageScan's references
 		wantReference  bool     // the reference's own ImageScan stays
 	}{
@@ -307,7 +307,7 @@ func TestAResolutionThatRacesAnotherWriterLosesNoReference(t *testing.T) {
 				fresh.Spec.AddReference(vigilv1alpha1.ImageReference{Image: image, Namespace: "web"})
 				return c.Update(ctx, fresh)
 			},
-			wantErr: true, wantNamespaces: []string{"shop"}, wantReference: true,
+			wantRequeue: conflictRetry, wantNamespaces: []string{"shop"}, wantReference: true,
 		},
 	}
 	for _, tc := range tests {
@@ -339,9 +339,9 @@ func TestAResolutionThatRacesAnotherWriterLosesNoReference(t *testing.T) {
 			})
 			r.APIReader = r.Client
 			r.Registry = sbom.Options{Registries: map[string]sbom.RegistryAccess{host: {PlainHTTP: true}}, Timeout: 10 * time.Second}
-			_, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Name: scan.Name}})
-			if (err != nil) != tc.wantErr {
-				t.Fatalf("error %v, want one: %t", err, tc.wantErr)
+			result, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Name: scan.Name}})
+			if err != nil || result.RequeueAfter != tc.wantRequeue {
+				t.Fatalf("requeue after %s, error %v; want %s and no error", result.RequeueAfter, err, tc.wantRequeue)
 			}
 			resolved := &vigilv1alpha1.ImageScan{}
 			if err := r.Client.Get(context.Background(), client.ObjectKey{Name: vigilv1alpha1.ImageScanName(digest)}, resolved); err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -186,8 +187,8 @@ func TestAnAttemptWhoseWriteConflictedStartsOnTheNextReconcile(t *testing.T) {
 		t.Fatal(err)
 	}
 	request := ctrl.Request{NamespacedName: types.NamespacedName{Name: scan.Name}}
-	if _, err := r.Reconcile(context.Background(), request); err == nil {
-		t.Fatal("the conflicting write of the attempt is not reported")
+	if result, err := r.Reconcile(context.Background(), request); err != nil || result.RequeueAfter != conflictRetry {
+		t.Fatalf("a conflicting write of the attempt: requeue after %s, error %v; want %s and no error to log", result.RequeueAfter, err, conflictRetry)
 	}
 	// The retry, well within the grant's lifetime: the slot is still this image's.
 	if _, err := r.Reconcile(context.Background(), request); err != nil {
@@ -199,5 +200,24 @@ func TestAnAttemptWhoseWriteConflictedStartsOnTheNextReconcile(t *testing.T) {
 	}
 	if got.Status.Phase != vigilv1alpha1.ImageScanScanning || len(exec.submitted) != 1 {
 		t.Errorf("after a conflicting write and a retry the image is %q with %d scans started; want it Scanning, started once", got.Status.Phase, len(exec.submitted))
+	}
+}
+
+func TestAnAttemptIsCountedLostOnlyOnceItIsWrittenSo(t *testing.T) {
+	// The executor no longer runs the attempt: its outcome was recorded, and this reconciler's
+	// cached copy is behind. Its write conflicts, and nothing is counted or told as lost.
+	scan := scanIn(vigilv1alpha1.ImageScanScanning, 1)
+	r := newReconciler(t, &fakeExecutor{state: executor.Lost}, fakeStore{}, scan)
+	r.Client = interceptor.NewClient(r.Client.(client.WithWatch), interceptor.Funcs{
+		SubResourceUpdate: func(_ context.Context, _ client.Client, _ string, obj client.Object, _ ...client.SubResourceUpdateOption) error {
+			return apierrors.NewConflict(schema.GroupResource{Group: "vigil.dev", Resource: "imagescans"}, obj.GetName(), errors.New("the object has been modified"))
+		},
+	})
+	before := testutil.ToFloat64(scansLost)
+	if _, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Name: scan.Name}}); err != nil {
+		t.Fatal(err)
+	}
+	if lost := testutil.ToFloat64(scansLost) - before; lost != 0 {
+		t.Errorf("%v attempts counted lost by a write that did not happen", lost)
 	}
 }
