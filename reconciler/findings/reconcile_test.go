@@ -132,6 +132,7 @@ func TestReconcile(t *testing.T) {
 		return v
 	}
 	notFound := apierrors.NewNotFound(schema.GroupResource{Group: "vigil.dev", Resource: "vulnerabilities"}, log4jName)
+	conflict := apierrors.NewConflict(schema.GroupResource{Group: "vigil.dev", Resource: "vulnerabilities"}, log4jName, errors.New("the object has been modified"))
 
 	tests := []struct {
 		name     string
@@ -178,6 +179,8 @@ func TestReconcile(t *testing.T) {
 			wantExists: true, wantLastDetected: "kept", wantWorkloads: 1, wantErr: "updating the labels of Vulnerability " + log4jName},
 		{name: "a failed status update is returned", index: running, existing: existing(stale, labels), writes: writes{failOn: "status", failWith: forbid},
 			wantExists: true, wantLastDetected: "stale", wantWorkloads: 1, wantLabels: labels, wantErr: "updating Vulnerability " + log4jName},
+		{name: "a status update that conflicts is looked at again, not logged as an error", index: running, existing: existing(stale, labels), writes: writes{failOn: "status", failWith: conflict},
+			wantExists: true, wantLastDetected: "stale", wantWorkloads: 1, wantLabels: labels, wantRequeue: conflictRetry},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
