@@ -355,55 +355,58 @@ func TestACollectionThatFailsSaysWhyAndLosesNothing(t *testing.T) {
 	}
 }
 
-func TestAnImageScannedWhileTheCollectorWorksKeepsItsSBOM(t *testing.T) {
-	// A new image is recorded and scanned while a collection runs: its ImageScan is not in the
-	// collector's list, and its SBOM is stored after that list was taken. It is not an orphan.
+func TestWhatHappensWhileTheCollectorWorksKeepsItsSBOM(t *testing.T) {
 	now := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
-	collectedDigest, newDigest := digestOf("b"), digestOf("n")
-	sboms := &fakeSBOMs{digests: map[string]bool{collectedDigest: true}}
-	c := fakeClient(t, interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, options ...client.ListOption) error {
-		err := c.List(ctx, list, options...)
-		if _, ok := list.(*vigilv1alpha1.ImageScanList); ok {
-			sboms.digests[newDigest] = true // the new image's scan stores its SBOM now
-		}
-		return err
-	}}, imageScan(collectedDigest, now, 30*24*time.Hour, 8*24*time.Hour))
-	collector := &Collector{Client: c, SBOMs: sboms, Retention: 7 * 24 * time.Hour}
-	if err := collector.Collect(t.Context(), now); err != nil {
-		t.Fatal(err)
+	stopped, image, orphan := digestOf("b"), digestOf("n"), digestOf("o")
+	tests := []struct {
+		name string
+		// stored are the SBOMs stored when the collection begins; meanwhile happens right
+		// after the collector has listed the ImageScans.
+		stored    []string
+		meanwhile func(ctx context.Context, c client.Client, sboms *fakeSBOMs) error
+	}{
+		{
+			name:   "a new image is recorded and scanned: its ImageScan is not in the list, its SBOM is stored after it",
+			stored: []string{stopped, orphan},
+			meanwhile: func(_ context.Context, _ client.Client, sboms *fakeSBOMs) error {
+				sboms.digests[image] = true
+				return nil
+			},
+		},
+		{
+			name:   "an image whose ImageScan was deleted by hand, leaving its SBOM, is recorded again",
+			stored: []string{stopped, orphan, image},
+			meanwhile: func(ctx context.Context, c client.Client, _ *fakeSBOMs) error {
+				return c.Create(ctx, imageScan(image, now, 0, -1))
+			},
+		},
 	}
-	if !sboms.digests[newDigest] {
-		t.Error("the SBOM of an image scanned during the collection was deleted as an orphan")
-	}
-	if sboms.digests[collectedDigest] {
-		t.Error("the SBOM of the collected image was kept")
-	}
-}
-
-func TestAnImageRecordedAgainWhileTheCollectorWorksKeepsItsSBOM(t *testing.T) {
-	// An ImageScan was deleted by hand, leaving its SBOM; while a collection runs, the image is
-	// recorded again (and scanned again, storing a new SBOM). The SBOM is not an orphan any more.
-	now := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
-	again, orphan := digestOf("r"), digestOf("o")
-	sboms := &fakeSBOMs{digests: map[string]bool{again: true, orphan: true}}
-	c := fakeClient(t, interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, options ...client.ListOption) error {
-		err := c.List(ctx, list, options...)
-		if _, ok := list.(*vigilv1alpha1.ImageScanList); ok {
-			if err := c.Create(ctx, imageScan(again, now, 0, -1)); err != nil {
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sboms := &fakeSBOMs{digests: map[string]bool{}}
+			for _, digest := range tc.stored {
+				sboms.digests[digest] = true
+			}
+			c := fakeClient(t, interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, options ...client.ListOption) error {
+				if err := c.List(ctx, list, options...); err != nil {
+					return err
+				}
+				if _, ok := list.(*vigilv1alpha1.ImageScanList); ok {
+					return tc.meanwhile(ctx, c, sboms)
+				}
+				return nil
+			}}, imageScan(stopped, now, 30*24*time.Hour, 8*24*time.Hour))
+			collector := &Collector{Client: c, SBOMs: sboms, Retention: 7 * 24 * time.Hour}
+			if err := collector.Collect(t.Context(), now); err != nil {
 				t.Fatal(err)
 			}
-		}
-		return err
-	}})
-	collector := &Collector{Client: c, SBOMs: sboms, Retention: 7 * 24 * time.Hour}
-	if err := collector.Collect(t.Context(), now); err != nil {
-		t.Fatal(err)
-	}
-	if !sboms.digests[again] {
-		t.Error("the SBOM of an image recorded again during the collection was deleted as an orphan")
-	}
-	if sboms.digests[orphan] {
-		t.Error("an SBOM that no ImageScan names was kept")
+			if !sboms.digests[image] {
+				t.Error("the image's SBOM was deleted as an orphan")
+			}
+			if sboms.digests[stopped] || sboms.digests[orphan] {
+				t.Error("the SBOM of the collected image, or of no ImageScan, was kept")
+			}
+		})
 	}
 }
 
