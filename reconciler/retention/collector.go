@@ -70,13 +70,6 @@ func (c *Collector) Start(ctx context.Context) error {
 // Retention before now.
 func (c *Collector) Collect(ctx context.Context, now time.Time) error {
 	logger := log.FromContext(ctx)
-	// The store is listed before the ImageScans: an SBOM stored after the list of ImageScans was
-	// taken belongs to an ImageScan that the list may not hold, and must not be taken for an
-	// orphan. An SBOM listed here was stored by a scan that began after its ImageScan was in
-	// this cache, so the list below holds that ImageScan unless it was deleted.
-	// A store that cannot be listed keeps its orphans until a collection that can; the
-	// ImageScans are collected all the same.
-	digests, size, usageErr := c.SBOMs.Usage()
 	scans := &vigilv1alpha1.ImageScanList{}
 	if err := c.Client.List(ctx, scans, client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("listing ImageScans: %w", err)
@@ -135,11 +128,14 @@ func (c *Collector) Collect(ctx context.Context, now time.Time) error {
 	}
 
 	imageScans.Set(float64(len(scans.Items)))
-	if usageErr != nil {
-		return usageErr
+	digests, size, err := c.SBOMs.Usage()
+	if err != nil {
+		return err
 	}
-	// SBOMs that no ImageScan names: their ImageScan was collected or deleted by hand. One
-	// that the cache shows now was recorded again since the list above: its SBOM may be new.
+	// SBOMs that no ImageScan in the list names: their ImageScan was collected or deleted by
+	// hand. One that the cache shows now was recorded since the list was taken (a new image
+	// scanned during the walk, or one deleted by hand and recorded again): a scan stores an SBOM
+	// only for an ImageScan already in the cache, so this look-up keeps every new SBOM.
 	for _, digest := range digests {
 		if known[digest] {
 			continue

@@ -368,7 +368,10 @@ func TestWhatHappensWhileTheCollectorWorksKeepsItsSBOM(t *testing.T) {
 		{
 			name:   "a new image is recorded and scanned: its ImageScan is not in the list, its SBOM is stored after it",
 			stored: []string{stopped, orphan},
-			meanwhile: func(_ context.Context, _ client.Client, sboms *fakeSBOMs) error {
+			meanwhile: func(ctx context.Context, c client.Client, sboms *fakeSBOMs) error {
+				if err := c.Create(ctx, imageScan(image, now, 0, -1)); err != nil {
+					return err
+				}
 				sboms.digests[image] = true
 				return nil
 			},

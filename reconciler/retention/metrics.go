@@ -16,7 +16,7 @@ var (
 	})
 	storeBytes = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "vigil_sbom_store_bytes",
-		Help: "Bytes the SBOM store took on disk when the last collection began.",
+		Help: "Bytes the SBOM store takes on disk, at the last collection.",
 	})
 )
 
