@@ -26,6 +26,7 @@ import (
 
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
 	"github.com/vigil-dev/vigil/pkg/digest"
+	"github.com/vigil-dev/vigil/reconciler/conflicts"
 )
 
 // Reconciler keeps the Vulnerability objects equal to what runs now. It watches Pods (the
@@ -255,21 +256,12 @@ func (r *Reconciler) workloadOf(ctx context.Context, pod *corev1.Pod) (Workload,
 	return workload, nil
 }
 
-// conflictRetry is when a Vulnerability whose write conflicted is looked at again, unless the
-// newer copy's own event brings it back sooner, as it does as soon as the cache has it.
-const conflictRetry = time.Second
-
 // Reconcile makes one Vulnerability equal to what runs now: created when the first vulnerable
 // container runs, updated as containers start and stop, deleted when none is left. A write that
 // conflicts (the cache behind this reconciler's own last write) is not an error to log: the
 // Vulnerability is made again from its newer copy.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	result, err := r.reconcile(ctx, req)
-	if apierrors.IsConflict(err) {
-		log.FromContext(ctx).V(1).Info("The Vulnerability changed meanwhile; looking at it again", "reason", err.Error())
-		return ctrl.Result{RequeueAfter: conflictRetry}, nil
-	}
-	return result, err
+	return conflicts.Reconcile(ctx, req, "Vulnerability", r.reconcile)
 }
 
 func (r *Reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {

@@ -26,6 +26,7 @@ import (
 
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
 	vigilscheme "github.com/vigil-dev/vigil/pkg/scheme"
+	"github.com/vigil-dev/vigil/reconciler/conflicts"
 )
 
 const log4jName = "cve-2021-44228"
@@ -180,7 +181,7 @@ func TestReconcile(t *testing.T) {
 		{name: "a failed status update is returned", index: running, existing: existing(stale, labels), writes: writes{failOn: "status", failWith: forbid},
 			wantExists: true, wantLastDetected: "stale", wantWorkloads: 1, wantLabels: labels, wantErr: "updating Vulnerability " + log4jName},
 		{name: "a status update that conflicts is looked at again, not logged as an error", index: running, existing: existing(stale, labels), writes: writes{failOn: "status", failWith: conflict},
-			wantExists: true, wantLastDetected: "stale", wantWorkloads: 1, wantLabels: labels, wantRequeue: conflictRetry},
+			wantExists: true, wantLastDetected: "stale", wantWorkloads: 1, wantLabels: labels, wantRequeue: conflicts.RetryAfter},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

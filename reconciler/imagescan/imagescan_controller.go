@@ -34,6 +34,7 @@ import (
 	"github.com/vigil-dev/vigil/pkg/match"
 	"github.com/vigil-dev/vigil/pkg/metrics"
 	"github.com/vigil-dev/vigil/pkg/sbom"
+	"github.com/vigil-dev/vigil/reconciler/conflicts"
 )
 
 // Reasons of the Resolved, Scanned and SBOMStored conditions, and of the ImageScan's events;
@@ -163,20 +164,11 @@ func scanOfJob(_ context.Context, job client.Object) []reconcile.Request {
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: vigilv1alpha1.ImageScanName(digest)}}}
 }
 
-// conflictRetry is when an ImageScan whose write conflicted is looked at again, unless the
-// newer copy's own event brings it back sooner, as it does as soon as the cache has it.
-const conflictRetry = time.Second
-
 // Reconcile moves one ImageScan forward. A write that conflicts with another writer's (the
 // collector's renewal, a new reference, the cache behind this reconciler's own last write) is
 // not an error to log: the ImageScan is looked at again on its newer copy.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	result, err := r.reconcile(ctx, req)
-	if apierrors.IsConflict(err) {
-		log.FromContext(ctx).V(1).Info("The ImageScan changed meanwhile; looking at it again", "reason", err.Error())
-		return ctrl.Result{RequeueAfter: conflictRetry}, nil
-	}
-	return result, err
+	return conflicts.Reconcile(ctx, req, "ImageScan", r.reconcile)
 }
 
 func (r *Reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {

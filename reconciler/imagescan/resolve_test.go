@@ -24,6 +24,7 @@ import (
 
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
 	"github.com/vigil-dev/vigil/pkg/sbom"
+	"github.com/vigil-dev/vigil/reconciler/conflicts"
 )
 
 // loopbackRegistry serves one random image as shop/api:1.4 on the loopback address and returns
@@ -307,7 +308,7 @@ func TestAResolutionThatRacesAnotherWriterLosesNoReference(t *testing.T) {
 				fresh.Spec.AddReference(vigilv1alpha1.ImageReference{Image: image, Namespace: "web"})
 				return c.Update(ctx, fresh)
 			},
-			wantRequeue: conflictRetry, wantNamespaces: []string{"shop"}, wantReference: true,
+			wantRequeue: conflicts.RetryAfter, wantNamespaces: []string{"shop"}, wantReference: true,
 		},
 	}
 	for _, tc := range tests {

@@ -19,6 +19,7 @@ import (
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
 	"github.com/vigil-dev/vigil/pkg/executor"
 	"github.com/vigil-dev/vigil/pkg/metrics"
+	"github.com/vigil-dev/vigil/reconciler/conflicts"
 )
 
 // newerReader answers Get with the object one write ahead of the cache's copy.
@@ -173,11 +174,11 @@ func TestAnAttemptWhoseWriteConflictedStartsOnTheNextReconcile(t *testing.T) {
 	scan := scanIn(vigilv1alpha1.ImageScanPending, 0)
 	exec := &fakeExecutor{}
 	r := newReconciler(t, exec, fakeStore{}, scan)
-	conflicts := 1
+	conflictsLeft := 1
 	r.Client = interceptor.NewClient(r.Client.(client.WithWatch), interceptor.Funcs{
 		SubResourceUpdate: func(ctx context.Context, c client.Client, subResource string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
-			if conflicts > 0 {
-				conflicts--
+			if conflictsLeft > 0 {
+				conflictsLeft--
 				return apierrors.NewConflict(schema.GroupResource{Group: "vigil.dev", Resource: "imagescans"}, obj.GetName(), errors.New("the object has been modified"))
 			}
 			return c.SubResource(subResource).Update(ctx, obj, opts...)
@@ -187,8 +188,8 @@ func TestAnAttemptWhoseWriteConflictedStartsOnTheNextReconcile(t *testing.T) {
 		t.Fatal(err)
 	}
 	request := ctrl.Request{NamespacedName: types.NamespacedName{Name: scan.Name}}
-	if result, err := r.Reconcile(context.Background(), request); err != nil || result.RequeueAfter != conflictRetry {
-		t.Fatalf("a conflicting write of the attempt: requeue after %s, error %v; want %s and no error to log", result.RequeueAfter, err, conflictRetry)
+	if result, err := r.Reconcile(context.Background(), request); err != nil || result.RequeueAfter != conflicts.RetryAfter {
+		t.Fatalf("a conflicting write of the attempt: requeue after %s, error %v; want %s and no error to log", result.RequeueAfter, err, conflicts.RetryAfter)
 	}
 	// The retry, well within the grant's lifetime: the slot is still this image's.
 	if _, err := r.Reconcile(context.Background(), request); err != nil {
