@@ -106,13 +106,18 @@ func (r *Reconciler) resolve(ctx context.Context, scan *vigilv1alpha1.ImageScan)
 // moveReferences adds scan's references to the ImageScan of digest, created when there is
 // none, and returns that ImageScan. A write that races another (a reference of the same
 // digest resolved by another worker, the recorder, a status write) is made again on a fresh
-// copy rather than failing the resolution, which would ask the registry again.
+// copy rather than failing the resolution, which would ask the registry again. The first try
+// reads the cache; a try after a race reads the API server, which the cache may be behind.
 func (r *Reconciler) moveReferences(ctx context.Context, scan *vigilv1alpha1.ImageScan, digest string) (*vigilv1alpha1.ImageScan, error) {
 	target := &vigilv1alpha1.ImageScan{}
-	raced := func(err error) bool { return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) }
+	raced := func(err error) bool { // NotFound: the cache's copy was deleted meanwhile
+		return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) || apierrors.IsNotFound(err)
+	}
+	var reader client.Reader = r.Client
 	err := retry.OnError(retry.DefaultBackoff, raced, func() error {
+		defer func() { reader = r.APIReader }()
 		target = &vigilv1alpha1.ImageScan{}
-		err := r.APIReader.Get(ctx, client.ObjectKey{Name: vigilv1alpha1.ImageScanName(digest)}, target)
+		err := reader.Get(ctx, client.ObjectKey{Name: vigilv1alpha1.ImageScanName(digest)}, target)
 		switch {
 		case apierrors.IsNotFound(err):
 			target = &vigilv1alpha1.ImageScan{

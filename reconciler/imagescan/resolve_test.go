@@ -283,11 +283,17 @@ func TestAResolutionThatRacesAnotherWriterLosesNoReference(t *testing.T) {
 		// meanwhile is what another writer does while the reference is resolved: c writes to
 		// the API server, scan is the reference's ImageScan.
 		meanwhile      func(ctx context.Context, c client.Client, scan *vigilv1alpha1.ImageScan) error
-		on             string // the call of the resolution that the other writer goes before
+		on             string   // the call of the resolution that the other writer goes before
+		existing       []string // namespaces of the references of the digest's ImageScan, when it exists
 		wantRequeue    time.Duration
 		wantNamespaces []string // of the digest's ImageScan's references
 		wantReference  bool     // the reference's own ImageScan stays
+		wantAPIReads   int      // reads from the API server rather than the cache
 	}{
+		{
+			name:           "no other writer: the cache is read, not the API server",
+			wantNamespaces: []string{"shop"},
+		},
 		{
 			name: "another reference of the digest created its ImageScan: the references are added to it",
 			on:   "create",
@@ -295,7 +301,16 @@ func TestAResolutionThatRacesAnotherWriterLosesNoReference(t *testing.T) {
 				return c.Create(ctx, &vigilv1alpha1.ImageScan{ObjectMeta: metav1.ObjectMeta{Name: vigilv1alpha1.ImageScanName(digest)},
 					Spec: vigilv1alpha1.ImageScanSpec{Digest: digest, References: []vigilv1alpha1.ImageReference{{Image: image, Namespace: "jobs"}}}})
 			},
-			wantNamespaces: []string{"jobs", "shop"},
+			wantNamespaces: []string{"jobs", "shop"}, wantAPIReads: 1,
+		},
+		{
+			name: "the digest's ImageScan in the cache was deleted meanwhile: it is created again",
+			on:   "update",
+			meanwhile: func(ctx context.Context, c client.Client, _ *vigilv1alpha1.ImageScan) error {
+				return c.Delete(ctx, &vigilv1alpha1.ImageScan{ObjectMeta: metav1.ObjectMeta{Name: vigilv1alpha1.ImageScanName(digest)}})
+			},
+			existing:       []string{"jobs"},
+			wantNamespaces: []string{"shop"}, wantAPIReads: 1,
 		},
 		{
 			name: "a reference was recorded on it meanwhile: it is not deleted with it",
@@ -315,7 +330,16 @@ func TestAResolutionThatRacesAnotherWriterLosesNoReference(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			scan := &vigilv1alpha1.ImageScan{ObjectMeta: metav1.ObjectMeta{Name: "ref-shop-api", Generation: 1},
 				Spec: vigilv1alpha1.ImageScanSpec{References: []vigilv1alpha1.ImageReference{{Image: image, Namespace: "shop"}}}}
-			r := newReconciler(t, &fakeExecutor{}, fakeStore{}, scan)
+			objects := []client.Object{scan}
+			if tc.existing != nil {
+				existing := &vigilv1alpha1.ImageScan{ObjectMeta: metav1.ObjectMeta{Name: vigilv1alpha1.ImageScanName(digest)},
+					Spec: vigilv1alpha1.ImageScanSpec{Digest: digest}}
+				for _, namespace := range tc.existing {
+					existing.Spec.AddReference(vigilv1alpha1.ImageReference{Image: image, Namespace: namespace})
+				}
+				objects = append(objects, existing)
+			}
+			r := newReconciler(t, &fakeExecutor{}, fakeStore{}, objects...)
 			once := false
 			before := func(ctx context.Context, c client.Client, call string) error {
 				if call != tc.on || once {
@@ -331,6 +355,12 @@ func TestAResolutionThatRacesAnotherWriterLosesNoReference(t *testing.T) {
 					}
 					return c.Create(ctx, obj, options...)
 				},
+				Update: func(ctx context.Context, c client.WithWatch, obj client.Object, options ...client.UpdateOption) error {
+					if err := before(ctx, c, "update"); err != nil {
+						return err
+					}
+					return c.Update(ctx, obj, options...)
+				},
 				Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, options ...client.DeleteOption) error {
 					if err := before(ctx, c, "delete"); err != nil {
 						return err
@@ -338,7 +368,13 @@ func TestAResolutionThatRacesAnotherWriterLosesNoReference(t *testing.T) {
 					return c.Delete(ctx, obj, options...)
 				},
 			})
-			r.APIReader = r.Client
+			apiReads := 0
+			r.APIReader = interceptor.NewClient(r.Client.(client.WithWatch), interceptor.Funcs{
+				Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, options ...client.GetOption) error {
+					apiReads++
+					return c.Get(ctx, key, obj, options...)
+				},
+			})
 			r.Registry = sbom.Options{Registries: map[string]sbom.RegistryAccess{host: {PlainHTTP: true}}, Timeout: 10 * time.Second}
 			result, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Name: scan.Name}})
 			if err != nil || result.RequeueAfter != tc.wantRequeue {
@@ -358,6 +394,9 @@ func TestAResolutionThatRacesAnotherWriterLosesNoReference(t *testing.T) {
 			err = r.Client.Get(context.Background(), client.ObjectKeyFromObject(scan), &vigilv1alpha1.ImageScan{})
 			if kept := err == nil; kept != tc.wantReference {
 				t.Errorf("the reference's own ImageScan kept: %t, want %t", kept, tc.wantReference)
+			}
+			if apiReads != tc.wantAPIReads {
+				t.Errorf("%d reads from the API server, want %d", apiReads, tc.wantAPIReads)
 			}
 		})
 	}
