@@ -150,6 +150,21 @@ func (r *Recorder) Enqueue(record ImageRecord) bool {
 	return true
 }
 
+// Forget forgets that the references of scan, a digest's ImageScan that was deleted, were
+// recorded: with or without the digest, the next record of each is written again rather than
+// skipped as recorded lately, so that an ImageScan deleted by hand or collected comes back as soon
+// as a workload uses its image again.
+func (r *Recorder) Forget(scan *vigilv1alpha1.ImageScan) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, reference := range scan.Spec.References {
+		for _, recordDigest := range []string{scan.Spec.Digest, ""} {
+			record := ImageRecord{Image: reference.Image, Namespace: reference.Namespace, Digest: recordDigest}
+			r.recent.forget(record.key())
+		}
+	}
+}
+
 // warnLocked records, at most once a minute per namespace, an Event on the namespace that its
 // images are no longer recorded.
 func (r *Recorder) warnLocked(namespace string, now time.Time, why string) {
@@ -336,13 +351,18 @@ func (s *recentSet) countOf(namespace string) int {
 }
 
 func (s *recentSet) add(key, namespace string, now time.Time) {
-	if element, ok := s.entries[key]; ok {
-		s.remove(element)
-	}
+	s.forget(key)
 	s.entries[key] = s.order.PushBack(recentEntry{key: key, namespace: namespace, added: now})
 	s.byNamespace[namespace]++
 	for s.order.Len() > s.max {
 		s.remove(s.order.Front())
+	}
+}
+
+// forget forgets key, if it is remembered.
+func (s *recentSet) forget(key string) {
+	if element, ok := s.entries[key]; ok {
+		s.remove(element)
 	}
 }
 

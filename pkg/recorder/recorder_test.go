@@ -90,6 +90,48 @@ func TestRecentSet(t *testing.T) {
 	}
 }
 
+func TestADeletedImageScanIsRecordedAgain(t *testing.T) {
+	digest := "sha256:" + sha
+	running := ImageRecord{Image: "registry.example/shop/api:1.4", Digest: digest, Namespace: "shop"}
+	admitted := ImageRecord{Image: "registry.example/shop/api:1.4", Namespace: "shop"}
+	otherNamespace := ImageRecord{Image: "registry.example/shop/api:1.4", Digest: digest, Namespace: "jobs"}
+	otherImage := ImageRecord{Image: "registry.example/shop/web:2", Digest: "sha256:" + strings.Repeat("cd", 32), Namespace: "shop"}
+	deleted := &vigilv1alpha1.ImageScan{Spec: vigilv1alpha1.ImageScanSpec{Digest: digest, References: []vigilv1alpha1.ImageReference{
+		{Image: "registry.example/shop/api:1.4", Namespace: "shop"},
+	}}}
+	tests := []struct {
+		name       string
+		record     ImageRecord
+		forget     bool
+		wantQueued bool
+	}{
+		{name: "a running container's record, recorded lately, is not written again", record: running},
+		{name: "an admission's record, recorded lately, is not written again", record: admitted},
+		{name: "a running container's record, once its ImageScan is deleted, is written again", record: running, forget: true, wantQueued: true},
+		{name: "an admission's record, once the ImageScan of its image is deleted, is written again", record: admitted, forget: true, wantQueued: true},
+		{name: "a reference that the deleted ImageScan did not hold is still remembered", record: otherNamespace, forget: true},
+		{name: "another image is still remembered", record: otherImage, forget: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newTestRecorder(Options{QueueSize: 100, NamespaceQueueSize: 100, NamespaceImages: 1000, BatchSize: 100, RememberFor: time.Hour, RememberMax: 1000})
+			now := time.Now()
+			for _, recorded := range []ImageRecord{running, admitted, otherNamespace, otherImage} {
+				r.recent.add(recorded.key(), recorded.Namespace, now)
+			}
+			if tc.forget {
+				r.Forget(deleted)
+			}
+			if !r.Enqueue(tc.record) {
+				t.Fatal("the record was dropped")
+			}
+			if queued := len(r.takeBatch()) == 1; queued != tc.wantQueued {
+				t.Errorf("queued to be written: %t, want %t", queued, tc.wantQueued)
+			}
+		})
+	}
+}
+
 func newTestRecorder(options Options) *Recorder {
 	return New(nil, nil, nil, options)
 }

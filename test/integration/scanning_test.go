@@ -274,6 +274,41 @@ func TestAVulnerableDeploymentIsScannedOnceAndReportedWhileItRuns(t *testing.T) 
 	}, 10*time.Second, 100*time.Millisecond).Should(BeTrue())
 }
 
+func TestAnImageScanDeletedByHandComesBackWhileItsPodsRun(t *testing.T) {
+	isolate(t)
+	g := NewWithT(t)
+	ctx := t.Context()
+	w := theWorld(t)
+	manager := startScanningManager(t, w)
+	shop := newNamespace(t, nil)
+
+	image, imageID, digest := w.imageID(t, "shop/api")
+	api := deployment(shop, "api", image)
+	api.Spec.Template.Spec.InitContainers = nil
+	g.Expect(env.Client.Create(ctx, api)).To(Succeed())
+	_, err := testenv.RunDeployment(ctx, env.Client, api, 2, map[string]string{image: imageID})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(phaseOf(ctx, digest), 60*time.Second, 250*time.Millisecond).Should(Equal(vigilv1alpha1.ImageScanScanned), func() string { return manager.logs() })
+	deleted, err := scanOf(ctx, digest)
+	g.Expect(err).NotTo(HaveOccurred())
+
+	// The administrator deletes the ImageScan to have the image scanned again; the manager is
+	// not restarted, and no pod changes.
+	_, err = env.Kubectl(ctx, "delete", "imagescan", deleted.Name)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(func() (bool, error) {
+		scan, err := scanOf(ctx, digest)
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return scan.UID != deleted.UID && scan.Status.Phase == vigilv1alpha1.ImageScanScanned, err
+	}, 30*time.Second, 250*time.Millisecond).Should(BeTrue(), func() string { return manager.logs() })
+	g.Eventually(func() ([]string, error) {
+		vulnerability, err := vulnerabilityOf(ctx, "CVE-2021-44228")
+		return workloadNames(vulnerability), err
+	}, 30*time.Second, 250*time.Millisecond).Should(ConsistOf(shop + "/Deployment/api/c0"))
+}
+
 func TestTwoDeploymentsShareAnImage(t *testing.T) {
 	isolate(t)
 	g := NewWithT(t)
