@@ -25,14 +25,15 @@ demo: controlplane ## Run Vigil locally: a real API server, sample workloads, th
 
 .PHONY: test
 test: tools verify-gen vet ## Run every test: unit (also under the race detector), scan engine, integration on a real API server, fuzzing, end to end on a real node
-	@# What the end-to-end stories build (the node, cert-manager) is built meanwhile, at the lowest
-	@# priority, on the core that the tests (one package at a time) leave idle: hack/prebuild-e2e.sh.
-	mkdir -p bin; setsid nice -n 19 hack/prebuild-e2e.sh > bin/prebuild-e2e.log 2>&1 & prebuild=$$!; \
-	trap 'kill -- -$$prebuild 2>/dev/null || true' EXIT; \
+	@# What the fuzz targets and the end-to-end stories build (the instrumented webhook package,
+	@# the node, cert-manager) is built meanwhile, at the lowest priority, on the core that the
+	@# tests (one package at a time) leave idle: hack/build-ahead.sh.
+	mkdir -p bin; setsid nice -n 19 hack/build-ahead.sh > bin/build-ahead.log 2>&1 & ahead=$$!; \
+	trap 'kill -- -$$ahead 2>/dev/null || true' EXIT; \
 	$(MAKE) --no-print-directory test-race; \
 	go test $(GO_TEST_FLAGS) ./...; \
 	$(MAKE) --no-print-directory fuzz; \
-	wait $$prebuild || echo "Building ahead for the end-to-end stories failed (bin/prebuild-e2e.log); make e2e builds again"; \
+	wait $$ahead || echo "Building ahead for the end-to-end stories failed (bin/build-ahead.log); make e2e builds again"; \
 	$(MAKE) --no-print-directory e2e
 
 .PHONY: fuzz
@@ -89,6 +90,10 @@ corpus: ## Build the real-image scan corpus into ~/.cache/vigil/corpus (once; ne
 .PHONY: bench-corpus
 bench-corpus: corpus grype ## Print vigil scan's wall time and peak memory as ratios to the grype CLI's on the corpus
 	go test -run '^$$' -bench '^BenchmarkCorpusAgainstGrypeCLI$$' -benchtime 1x -timeout 90m ./test/scanengine/
+
+.PHONY: bench-node
+bench-node: corpus tools node ## Time a corpus image's admission to its Vulnerability on the real node (root), against the grype CLI
+	go test -tags e2e -count=1 -run '^$$' -bench '^BenchmarkAdmissionToVulnerabilityOnTheNode$$' -benchtime 1x -timeout 60m ./test/e2e/node/
 
 .PHONY: generate
 generate: ## Regenerate deepcopy code, CRDs, RBAC and the webhook configuration from the markers
