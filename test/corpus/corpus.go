@@ -6,9 +6,16 @@
 package corpus
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+
+	"github.com/vigil-dev/vigil/test/fixtures/images"
 )
 
 // Image is one image of the corpus.
@@ -72,4 +79,22 @@ func Require(tb testing.TB) string {
 		tb.Skipf("the scan corpus is not built in %s; run 'make corpus' to build it", dir)
 	}
 	return dir
+}
+
+// Unique is the named image of the corpus at dir with one more layer, which holds marker and the
+// time: an image whose digest was never scanned, for benchmarks that time a first scan.
+func Unique(dir, name, marker string) (v1.Image, error) {
+	index, err := layout.ImageIndexFromPath(Layout(dir, name))
+	if err != nil {
+		return nil, err
+	}
+	manifest, err := index.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	base, err := index.Image(manifest.Manifests[0].Digest)
+	if err != nil {
+		return nil, err
+	}
+	return images.Append(base, images.Layer{"/etc/vigil-bench": []byte(fmt.Sprintf("%s %d", marker, time.Now().UnixNano()))})
 }

@@ -1,7 +1,6 @@
 package load
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,7 +19,6 @@ import (
 
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
 	"github.com/vigil-dev/vigil/test/corpus"
-	"github.com/vigil-dev/vigil/test/fixtures/images"
 	"github.com/vigil-dev/vigil/test/fixtures/registry"
 	"github.com/vigil-dev/vigil/test/testenv"
 )
@@ -46,18 +43,11 @@ func BenchmarkAdmissionToVulnerability(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	grype := filepath.Join(root, "bin", "grype")
-	if _, err := os.Stat(grype); err != nil {
-		b.Skip("bin/grype is not built; run 'make tools'")
-	}
 	ctx := context.Background()
 	bed := newBed(b)
 	env, reg := bed.env, bed.reg
 	built := bed.publishDB(bed.fixtures("advisories"), bed.fixtures("advisories-corpus"))
-	grypeDB := b.TempDir()
-	if err := os.Symlink(built.Dir, filepath.Join(grypeDB, "6")); err != nil {
-		b.Fatal(err)
-	}
+	grype := corpus.NewGrypeCLI(b, root, built.Dir)
 
 	manager, webhookPort, caPEM := startAdmissionManager(b, env, bed.dbListingURL)
 	defer func() { _ = manager.Process.Kill(); _ = manager.Wait() }()
@@ -89,18 +79,13 @@ func BenchmarkAdmissionToVulnerability(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				start := time.Now()
-				cmd := exec.Command(grype, "registry:"+reference, "-o", "json", "-q")
-				cmd.Env = append(os.Environ(), "GRYPE_DB_CACHE_DIR="+grypeDB, "GRYPE_DB_AUTO_UPDATE=false", "GRYPE_DB_VALIDATE_AGE=false",
-					"GRYPE_CHECK_FOR_APP_UPDATE=false", "GRYPE_REGISTRY_INSECURE_USE_HTTP=true", "HOME="+b.TempDir())
-				var errOut bytes.Buffer
-				cmd.Stdout, cmd.Stderr = io.Discard, &errOut
-				if err := cmd.Run(); err != nil {
-					b.Fatalf("grype: %v: %s", err, errOut.String())
+				took, err := grype.TimeRegistryScan(reference)
+				if err != nil {
+					b.Fatal(err)
 				}
-				grypeTimes = append(grypeTimes, time.Since(start))
+				grypeTimes = append(grypeTimes, took)
 
-				took, err := admit(ctx, env, name, reference, pinned, c.vulnerability)
+				took, err = admit(ctx, env, name, reference, pinned, c.vulnerability)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -118,19 +103,7 @@ func BenchmarkAdmissionToVulnerability(b *testing.B) {
 // pushUnique pushes the corpus image with one more layer, which makes its digest new, as
 // corpus/NAME:1, and returns its reference and the reference by digest.
 func pushUnique(reg *registry.Registry, dir, image, name string) (string, string, error) {
-	index, err := layout.ImageIndexFromPath(corpus.Layout(dir, image))
-	if err != nil {
-		return "", "", err
-	}
-	manifest, err := index.IndexManifest()
-	if err != nil {
-		return "", "", err
-	}
-	base, err := index.Image(manifest.Manifests[0].Digest)
-	if err != nil {
-		return "", "", err
-	}
-	img, err := images.Append(base, images.Layer{"/etc/vigil-bench": []byte(fmt.Sprintf("%s %d", name, time.Now().UnixNano()))})
+	img, err := corpus.Unique(dir, image, name)
 	if err != nil {
 		return "", "", err
 	}

@@ -691,7 +691,7 @@ func leaderPod(t *testing.T) string {
 	return ""
 }
 
-func createNamespace(t *testing.T, name string) {
+func createNamespace(t testing.TB, name string) {
 	t.Helper()
 	if err := k8s.Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
 		t.Fatal(err)
@@ -832,7 +832,7 @@ func watchContainersStopped(t *testing.T, namespace, selector string) <-chan tim
 
 // recordMeasurement appends a measured figure to the suite's measurement file, for
 // docs/benchmarks.md.
-func recordMeasurement(t *testing.T, line string) {
+func recordMeasurement(t testing.TB, line string) {
 	t.Helper()
 	f, err := os.OpenFile(filepath.Join(logDir, "measurements.txt"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {

@@ -193,7 +193,7 @@ func startProcess(logPath, name string, args ...string) (func(), error) {
 }
 
 // helm runs helm with the admin kubeconfig in the module root, as a user in a checkout does.
-func helm(t *testing.T, args ...string) string {
+func helm(t testing.TB, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(helmPath, append(args, "--kubeconfig", c.KubeconfigPath)...)
 	cmd.Dir = root
