@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -117,17 +116,7 @@ func pushUnique(reg *registry.Registry, dir, image, name string) (string, string
 // admit creates a Deployment of reference, runs its pod, and returns the time from the creation
 // until the Vulnerability id lists the Deployment; it stops the pod then.
 func admit(ctx context.Context, env *testenv.Environment, name, reference, pinned, id string) (time.Duration, error) {
-	labels := map[string]string{"app": name}
-	deployment := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "admission", Name: name},
-		Spec: appsv1.DeploymentSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: reference}}},
-			},
-		},
-	}
+	deployment := testenv.Deployment("admission", name, reference)
 	start := time.Now()
 	if err := env.Client.Create(ctx, deployment); err != nil {
 		return 0, err

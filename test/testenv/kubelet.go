@@ -82,3 +82,19 @@ func StopPods(ctx context.Context, c client.Client, pods ...*corev1.Pod) error {
 	}
 	return nil
 }
+
+// Deployment is a Deployment in namespace whose pods run image in one container named after
+// it, selected by the label app=name.
+func Deployment(namespace, name, image string) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: name, Image: image}}},
+			},
+		},
+	}
+}

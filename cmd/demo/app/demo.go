@@ -341,26 +341,13 @@ func createWorkloads(ctx context.Context, c client.Client, refs, imageIDs map[st
 			return err
 		}
 	}
-	deployment := func(namespace, name, image string) *appsv1.Deployment {
-		labels := map[string]string{"app": name}
-		return &appsv1.Deployment{
-			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
-			Spec: appsv1.DeploymentSpec{
-				Selector: &metav1.LabelSelector{MatchLabels: labels},
-				Template: corev1.PodTemplateSpec{
-					ObjectMeta: metav1.ObjectMeta{Labels: labels},
-					Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: name, Image: image}}},
-				},
-			},
-		}
-	}
 	for _, w := range []struct {
 		deployment *appsv1.Deployment
 		replicas   int
 	}{
-		{deployment("shop", "api", refs["shop/api"]), 2},
-		{deployment("tools", "clean", refs["tools/clean"]), 1},
-		{deployment("sandbox", "web", refs["sandbox/web"]), 1}, // opted out: never reported
+		{testenv.Deployment("shop", "api", refs["shop/api"]), 2},
+		{testenv.Deployment("tools", "clean", refs["tools/clean"]), 1},
+		{testenv.Deployment("sandbox", "web", refs["sandbox/web"]), 1}, // opted out: never reported
 	} {
 		if err := c.Create(ctx, w.deployment); err != nil {
 			return err

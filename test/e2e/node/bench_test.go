@@ -14,8 +14,6 @@ import (
 	"time"
 
 	v6distribution "github.com/anchore/grype/grype/db/v6/distribution"
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -23,6 +21,7 @@ import (
 	"github.com/vigil-dev/vigil/test/cluster"
 	"github.com/vigil-dev/vigil/test/corpus"
 	"github.com/vigil-dev/vigil/test/fixtures/fixturedb"
+	"github.com/vigil-dev/vigil/test/testenv"
 )
 
 // nodeAdmissionCases are the corpus images BenchmarkAdmissionToVulnerabilityOnTheNode admits,
@@ -143,17 +142,7 @@ func pushUnique(b *testing.B, dir, image, name string) (string, error) {
 // creation until the Vulnerability id lists the Deployment; it deletes the Deployment then.
 func admitOnTheNode(b *testing.B, name, reference, id string) (time.Duration, error) {
 	ctx := b.Context()
-	labels := map[string]string{"app": name}
-	deployment := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: name},
-		Spec: appsv1.DeploymentSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: reference}}},
-			},
-		},
-	}
+	deployment := testenv.Deployment("bench", name, reference)
 	start := time.Now()
 	if err := k8s.Create(ctx, deployment); err != nil {
 		return 0, err
