@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -42,6 +43,9 @@ type grant struct {
 	taken bool
 	// attempt is the number of the attempt that took the grant.
 	attempt int32
+	// uid is the granted ImageScan's: one deleted and recorded again under the same name is
+	// another ImageScan, whose grant this is not.
+	uid types.UID
 }
 
 // Take tells whether the ImageScan name was granted a slot, and takes it for its attempt
@@ -132,10 +136,10 @@ func (d *Dispatcher) choose(scanning, pending []vigilv1alpha1.ImageScan, now tim
 	if d.grants == nil {
 		d.grants = map[string]grant{}
 	}
-	// The attempts of the Pending ImageScans, as the cache shows them.
-	pendingAttempts := map[string]int32{}
+	// The Pending ImageScans, as the cache shows them.
+	pendingByName := map[string]*vigilv1alpha1.ImageScan{}
 	for i := range pending {
-		pendingAttempts[pending[i].Name] = pending[i].Status.Attempts
+		pendingByName[pending[i].Name] = &pending[i]
 	}
 	inFlight := map[string]int{}
 	for i := range scanning {
@@ -145,10 +149,11 @@ func (d *Dispatcher) choose(scanning, pending []vigilv1alpha1.ImageScan, now tim
 	for name, g := range d.grants {
 		// A grant lasts until its scan leaves Pending, until its attempt is back in Pending
 		// (it failed or was lost before a round saw it Scanning: the slot is free again), or
-		// until it expires. A taken grant of a scan that the cache still shows Pending with
-		// its previous attempt is a scan in flight that the cache has not caught up with.
-		attempts, isPending := pendingAttempts[name]
-		if !isPending || (g.taken && attempts >= g.attempt) || now.Sub(g.at) > grantTTL {
+		// until it expires, or its ImageScan is deleted and another recorded under its name.
+		// A taken grant of a scan that the cache still shows Pending with its previous attempt
+		// is a scan in flight that the cache has not caught up with.
+		scan, isPending := pendingByName[name]
+		if !isPending || scan.UID != g.uid || (g.taken && scan.Status.Attempts >= g.attempt) || now.Sub(g.at) > grantTTL {
 			delete(d.grants, name)
 			continue
 		}
@@ -162,6 +167,7 @@ func (d *Dispatcher) choose(scanning, pending []vigilv1alpha1.ImageScan, now tim
 	// Candidates by class (first scans, then scans again), then by namespace, oldest first.
 	type candidate struct {
 		name, namespace string
+		uid             types.UID
 		again           bool
 		created         time.Time
 	}
@@ -172,7 +178,7 @@ func (d *Dispatcher) choose(scanning, pending []vigilv1alpha1.ImageScan, now tim
 			continue
 		}
 		candidates = append(candidates, candidate{
-			name: scan.Name, namespace: namespaceOf(scan), again: scan.Status.Database != nil,
+			name: scan.Name, uid: scan.UID, namespace: namespaceOf(scan), again: scan.Status.Database != nil,
 			created: scan.CreationTimestamp.Time,
 		})
 	}
@@ -201,7 +207,7 @@ func (d *Dispatcher) choose(scanning, pending []vigilv1alpha1.ImageScan, now tim
 		c := candidates[best]
 		candidates = slices.Delete(candidates, best, best+1)
 		inFlight[c.namespace]++
-		d.grants[c.name] = grant{at: now}
+		d.grants[c.name] = grant{at: now, uid: c.uid}
 		chosen = append(chosen, c.name)
 	}
 	return chosen

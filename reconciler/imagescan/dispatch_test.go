@@ -126,12 +126,15 @@ func TestASlotIsFreeAgainOnceItsAttemptIsBackInPending(t *testing.T) {
 		taken    bool
 		attempts int32
 		due      bool
-		want     []string
+		// recreated: it was deleted and recorded again under its name (another UID).
+		recreated bool
+		want      []string
 	}{
 		{name: "granted, not started yet: the slot stays its own", taken: false, attempts: 0, due: true, want: nil},
 		{name: "started, the cache not caught up yet: the scan is in flight, the slot stays its own", taken: true, attempts: 0, due: true, want: nil},
 		{name: "its attempt failed and waits to retry: the slot goes to the next image", taken: true, attempts: 1, due: false, want: []string{"waiting"}},
 		{name: "its attempt was lost, to be tried again at once: the slot goes to it again", taken: true, attempts: 1, due: true, want: []string{"granted"}},
+		{name: "its ImageScan was deleted and recorded again: the new one is granted at once", taken: true, attempts: 0, due: true, recreated: true, want: []string{"granted"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -147,11 +150,14 @@ func TestASlotIsFreeAgainOnceItsAttemptIsBackInPending(t *testing.T) {
 				t.Fatal("the grant could not be taken")
 			}
 			granted.Status.Attempts = tc.attempts
+			if tc.recreated {
+				granted.UID = "recorded-again"
+			}
 			chosen := d.choose(nil, []vigilv1alpha1.ImageScan{granted, waiting}, now.Add(time.Second))
 			if !slices.Equal(chosen, tc.want) {
 				t.Errorf("granted %v, want %v", chosen, tc.want)
 			}
-			if slices.Contains(tc.want, "granted") && !d.Take("granted", 2) {
+			if slices.Contains(tc.want, "granted") && !d.Take("granted", tc.attempts+1) {
 				t.Error("the image granted again could not take the grant for its next attempt")
 			}
 		})
