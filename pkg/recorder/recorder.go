@@ -88,10 +88,11 @@ type Recorder struct {
 	mu sync.Mutex
 	// queues holds each namespace's waiting records; order lists the namespaces that have some,
 	// in the order they are served.
-	queues  map[string][]ImageRecord
-	order   []string
-	queued  int
-	pending map[string]bool
+	queues map[string][]ImageRecord
+	order  []string
+	queued int
+	// pending holds the key of every record queued or being written, and where it is.
+	pending map[string]pendingState
 	recent  *recentSet
 	// lastWarned is when each namespace was last told that it reached its limit.
 	lastWarned map[string]time.Time
@@ -105,7 +106,7 @@ func New(writer client.Client, reader client.Reader, eventRecorder events.EventR
 		writer: writer, reader: reader, events: eventRecorder, options: options,
 		wake:       make(chan struct{}, 1),
 		queues:     map[string][]ImageRecord{},
-		pending:    map[string]bool{},
+		pending:    map[string]pendingState{},
 		recent:     newRecentSet(options.RememberMax, options.RememberFor),
 		lastWarned: map[string]time.Time{},
 	}
@@ -119,7 +120,7 @@ func (r *Recorder) Enqueue(record ImageRecord) bool {
 	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.pending[key] || r.recent.contains(key, now) {
+	if _, ok := r.pending[key]; ok || r.recent.contains(key, now) {
 		return true
 	}
 	switch {
@@ -140,7 +141,7 @@ func (r *Recorder) Enqueue(record ImageRecord) bool {
 	}
 	r.queues[record.Namespace] = append(r.queues[record.Namespace], record)
 	r.queued++
-	r.pending[key] = true
+	r.pending[key] = queued
 	imagesQueued.Inc()
 	queueDepth.Set(float64(r.queued))
 	select {
@@ -153,14 +154,19 @@ func (r *Recorder) Enqueue(record ImageRecord) bool {
 // Forget forgets that the references of scan, a digest's ImageScan that was deleted, were
 // recorded: with or without the digest, the next record of each is written again rather than
 // skipped as recorded lately, so that an ImageScan deleted by hand or collected comes back as soon
-// as a workload uses its image again.
+// as a workload uses its image again. A record being written meanwhile may have reached the
+// deleted ImageScan, and the records that came while it was written were left to it: it is
+// written again once its write returns.
 func (r *Recorder) Forget(scan *vigilv1alpha1.ImageScan) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, reference := range scan.Spec.References {
 		for _, recordDigest := range []string{scan.Spec.Digest, ""} {
-			record := ImageRecord{Image: reference.Image, Namespace: reference.Namespace, Digest: recordDigest}
-			r.recent.forget(record.key())
+			key := ImageRecord{Image: reference.Image, Namespace: reference.Namespace, Digest: recordDigest}.key()
+			r.recent.forget(key)
+			if r.pending[key] == writing {
+				r.pending[key] = forgottenWhileWriting
+			}
 		}
 	}
 }
@@ -213,6 +219,7 @@ func (r *Recorder) takeBatch() []ImageRecord {
 		namespace := r.order[0]
 		queue := r.queues[namespace]
 		batch = append(batch, queue[0])
+		r.pending[queue[0].key()] = writing
 		r.queued--
 		if len(queue) == 1 {
 			delete(r.queues, namespace)
@@ -241,14 +248,23 @@ func (r *Recorder) write(ctx context.Context, batch []ImageRecord) {
 	for _, name := range names {
 		records := byScan[name]
 		err := r.recordScan(ctx, name, records)
+		var again []ImageRecord
 		r.mu.Lock()
 		for _, record := range records {
-			delete(r.pending, record.key())
-			if err == nil {
-				r.recent.add(record.key(), record.Namespace, now)
+			key := record.key()
+			forgotten := r.pending[key] == forgottenWhileWriting
+			delete(r.pending, key)
+			switch {
+			case forgotten:
+				again = append(again, record)
+			case err == nil:
+				r.recent.add(key, record.Namespace, now)
 			}
 		}
 		r.mu.Unlock()
+		for _, record := range again {
+			r.Enqueue(record)
+		}
 		if err != nil {
 			recordErrors.Inc()
 			log.FromContext(ctx).Error(err, "Recording admitted images failed; the pod watch records them when their pods run",
@@ -319,6 +335,18 @@ func mergeReferences(references []vigilv1alpha1.ImageReference, records []ImageR
 	}
 	return spec.References, changed
 }
+
+// pendingState is where a pending record is on its way to its ImageScan.
+type pendingState int
+
+const (
+	// queued records wait for a batch.
+	queued pendingState = iota + 1
+	// writing records are in the batch being written.
+	writing
+	// forgottenWhileWriting records were being written when their ImageScan was deleted.
+	forgottenWhileWriting
+)
 
 // recentSet remembers keys for a while, the least recently added evicted first beyond max, and
 // counts the keys of each namespace.

@@ -1,12 +1,19 @@
 package recorder
 
 import (
+	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
+	"github.com/vigil-dev/vigil/pkg/scheme"
 )
 
 var sha = strings.Repeat("ab", 32)
@@ -129,6 +136,67 @@ func TestADeletedImageScanIsRecordedAgain(t *testing.T) {
 				t.Errorf("queued to be written: %t, want %t", queued, tc.wantQueued)
 			}
 		})
+	}
+}
+
+// TestAnImageScanDeletedWhileItsRecordIsWrittenIsRecordedAgain drives the deletion of an
+// ImageScan between its write reaching the API server and the write's answer: the pod watch
+// forgets the deleted ImageScan and records its pods' images again while the recorder still
+// waits for that answer. Once it comes, the ImageScan must be written again, not remembered as
+// recorded for an hour.
+func TestAnImageScanDeletedWhileItsRecordIsWrittenIsRecordedAgain(t *testing.T) {
+	clusterScheme, err := scheme.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := fake.NewClientBuilder().WithScheme(clusterScheme).Build()
+	written, answer := make(chan struct{}), make(chan struct{})
+	var creates atomic.Int32
+	writer := interceptor.NewClient(store, interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			err := c.Create(ctx, obj, opts...)
+			if creates.Add(1) == 1 {
+				close(written)
+				<-answer
+			}
+			return err
+		},
+	})
+	r := New(writer, store, nil, Options{QueueSize: 100, NamespaceQueueSize: 100, NamespaceImages: 1000, BatchSize: 100,
+		FlushInterval: 10 * time.Millisecond, RememberFor: time.Hour, RememberMax: 1000})
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan error)
+	go func() { stopped <- r.Start(ctx) }()
+	defer func() {
+		cancel()
+		<-stopped
+	}()
+
+	record := ImageRecord{Image: "registry.example/shop/api:1.4", Digest: "sha256:" + sha, Namespace: "shop"}
+	name := ScanNameOf(record)
+	r.Enqueue(record)
+	select {
+	case <-written:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the record was not written")
+	}
+	scan := &vigilv1alpha1.ImageScan{}
+	if err := store.Get(ctx, client.ObjectKey{Name: name}, scan); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Delete(ctx, scan); err != nil {
+		t.Fatal(err)
+	}
+	r.Forget(scan)
+	r.Enqueue(record)
+	close(answer)
+
+	deadline := time.Now().Add(5 * time.Second)
+	for store.Get(ctx, client.ObjectKey{Name: name}, &vigilv1alpha1.ImageScan{}) != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("ImageScan %s was not recorded again after its deletion; the recorder wrote %d times", name, creates.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
