@@ -250,7 +250,7 @@ func newFlagSet(options *Options) *flag.FlagSet {
 	})
 	fs.StringVar(&options.ScannerRequestsCPU, "scanner-requests-cpu", "100m", "CPU request of a scan Job; empty sets none.")
 	fs.StringVar(&options.ScannerRequestsMemory, "scanner-requests-memory", "512Mi", "Memory request of a scan Job; empty sets none.")
-	fs.StringVar(&options.ScannerLimitsCPU, "scanner-limits-cpu", "1", "CPU limit of a scan Job; empty sets none.")
+	fs.StringVar(&options.ScannerLimitsCPU, "scanner-limits-cpu", "2", "CPU limit of a scan Job; empty sets none.")
 	fs.StringVar(&options.ScannerLimitsMemory, "scanner-limits-memory", "1Gi",
 		"Memory limit of a scan Job; a Job killed for exceeding it leaves its image TooLarge; empty sets none.")
 	fs.StringVar(&options.ScannerRequestsEphemeralStorage, "scanner-requests-ephemeral-storage", "1Gi",

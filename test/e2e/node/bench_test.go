@@ -47,7 +47,7 @@ const benchDBPort = 8090
 // Deployment's container (findings list running containers only).
 //
 //	make bench-node    # VIGIL_BENCH_IMAGES=node-app,java-app for both images;
-//	                   # VIGIL_BENCH_HELM_SET=resources.scanner.limits.cpu=2 for other values
+//	                   # VIGIL_BENCH_HELM_SET=resources.scanner.limits.cpu=1 for other values
 func BenchmarkAdmissionToVulnerabilityOnTheNode(b *testing.B) {
 	dir := corpus.Require(b)
 	built, err := fixturedb.Build(filepath.Join(b.TempDir(), "db"), time.Now(),
