@@ -55,12 +55,7 @@ func TestScansRunAsKubernetesJobsThatReportBack(t *testing.T) {
 	go runner.Run(runnerCtx)
 
 	shop := newNamespace(t, nil)
-	image, imageID, digest := w.imageID(t, "shop/api")
-	api := deployment(shop, "jobbed", image)
-	api.Spec.Template.Spec.InitContainers = nil
-	g.Expect(env.Client.Create(ctx, api)).To(Succeed())
-	_, err = testenv.RunDeployment(ctx, env.Client, api, 1, map[string]string{image: imageID})
-	g.Expect(err).NotTo(HaveOccurred())
+	_, digest, _ := w.runDeployment(t, shop, "jobbed", "shop/api", 1)
 
 	// The scan runs as a Job that meets the restricted Pod Security Standard.
 	job := &batchv1.Job{}

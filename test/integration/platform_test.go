@@ -118,12 +118,7 @@ func TestAPlatformTeamScrapesTheFindingsWithTheChartsReaderRole(t *testing.T) {
 	manager := startScanningManager(t, w, "--metrics-workload-series-limit=1000")
 	installWebhook(t, manager.webhookPort, manager.caPEM)
 	shop := newNamespace(t, nil)
-	image, imageID, _ := w.imageID(t, "shop/api")
-	api := deployment(shop, "api", image)
-	api.Spec.Template.Spec.InitContainers = nil
-	g.Expect(env.Client.Create(ctx, api)).To(Succeed())
-	pods, err := testenv.RunDeployment(ctx, env.Client, api, 2, map[string]string{image: imageID})
-	g.Expect(err).NotTo(HaveOccurred())
+	_, _, pods := w.runDeployment(t, shop, "api", "shop/api", 2)
 
 	scrape := func() (string, error) {
 		code, body, err := httpStatus(manager.metricsURL, scraper)

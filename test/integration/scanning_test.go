@@ -134,6 +134,24 @@ func (w *world) publish(sources ...string) error {
 	return err
 }
 
+// runDeployment creates Deployment name in namespace with one container of the world's
+// fixture image, and runs replicas of its pods as a kubelet would; it returns the image, its
+// digest and the pods.
+func (w *world) runDeployment(t *testing.T, namespace, name, fixture string, replicas int) (string, string, []*corev1.Pod) {
+	t.Helper()
+	image, imageID, digest := w.imageID(t, fixture)
+	d := deployment(namespace, name, image)
+	d.Spec.Template.Spec.InitContainers = nil
+	if err := env.Client.Create(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	pods, err := testenv.RunDeployment(t.Context(), env.Client, d, replicas, map[string]string{image: imageID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return image, digest, pods
+}
+
 // imageID pushes the image of a fixture repository again under a repository of the story's own,
 // with one more layer that makes its digest the story's own too (ImageScans and findings are
 // cluster-wide, and stories share the control plane), and returns its reference, the imageID a
@@ -214,12 +232,7 @@ func TestAVulnerableDeploymentIsScannedOnceAndReportedWhileItRuns(t *testing.T) 
 	installWebhook(t, manager.webhookPort, manager.caPEM)
 	shop := newNamespace(t, nil)
 
-	image, imageID, digest := w.imageID(t, "shop/api")
-	api := deployment(shop, "api", image)
-	api.Spec.Template.Spec.InitContainers = nil
-	g.Expect(env.Client.Create(ctx, api)).To(Succeed())
-	pods, err := testenv.RunDeployment(ctx, env.Client, api, 3, map[string]string{image: imageID})
-	g.Expect(err).NotTo(HaveOccurred())
+	image, digest, pods := w.runDeployment(t, shop, "api", "shop/api", 3)
 
 	// One scan of the digest, however many pods and references use it.
 	g.Eventually(phaseOf(ctx, digest), 60*time.Second, 250*time.Millisecond).Should(Equal(vigilv1alpha1.ImageScanScanned), func() string { return manager.logs() })
@@ -282,12 +295,7 @@ func TestAnImageScanDeletedByHandComesBackWhileItsPodsRun(t *testing.T) {
 	manager := startScanningManager(t, w)
 	shop := newNamespace(t, nil)
 
-	image, imageID, digest := w.imageID(t, "shop/api")
-	api := deployment(shop, "api", image)
-	api.Spec.Template.Spec.InitContainers = nil
-	g.Expect(env.Client.Create(ctx, api)).To(Succeed())
-	_, err := testenv.RunDeployment(ctx, env.Client, api, 2, map[string]string{image: imageID})
-	g.Expect(err).NotTo(HaveOccurred())
+	_, digest, _ := w.runDeployment(t, shop, "api", "shop/api", 2)
 	g.Eventually(phaseOf(ctx, digest), 60*time.Second, 250*time.Millisecond).Should(Equal(vigilv1alpha1.ImageScanScanned), func() string { return manager.logs() })
 	deleted, err := scanOf(ctx, digest)
 	g.Expect(err).NotTo(HaveOccurred())
@@ -511,17 +519,12 @@ func TestANewDatabaseIsMatchedWithoutPullingImages(t *testing.T) {
 	manager := startScanningManager(t, w)
 	shop := newNamespace(t, nil)
 
-	image, imageID, digest := w.imageID(t, "base/debian")
-	db := deployment(shop, "db", image)
-	db.Spec.Template.Spec.InitContainers = nil
-	g.Expect(env.Client.Create(ctx, db)).To(Succeed())
-	_, err := testenv.RunDeployment(ctx, env.Client, db, 1, map[string]string{image: imageID})
-	g.Expect(err).NotTo(HaveOccurred())
+	image, digest, _ := w.runDeployment(t, shop, "db", "base/debian", 1)
 	g.Eventually(func() error {
 		_, err := vulnerabilityOf(ctx, "CVE-2023-0286")
 		return err
 	}, 60*time.Second, 250*time.Millisecond).Should(Succeed(), func() string { return manager.logs() })
-	_, err = vulnerabilityOf(ctx, "CVE-2023-4911")
+	_, err := vulnerabilityOf(ctx, "CVE-2023-4911")
 	g.Expect(apierrors.IsNotFound(err)).To(BeTrue())
 	pulls := w.registry.Pulls(w.repositoryOf(image))
 	scan, err := scanOf(ctx, digest)

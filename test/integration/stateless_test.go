@@ -63,12 +63,7 @@ func TestARestartWithoutTheSBOMStoreKeepsEveryFinding(t *testing.T) {
 	manager := startScanningManager(t, w, "--db-dir="+dbDir)
 	shop := newNamespace(t, nil)
 
-	image, imageID, digest := w.imageID(t, "shop/api")
-	api := deployment(shop, "api", image)
-	api.Spec.Template.Spec.InitContainers = nil
-	g.Expect(env.Client.Create(ctx, api)).To(Succeed())
-	_, err := testenv.RunDeployment(ctx, env.Client, api, 1, map[string]string{image: imageID})
-	g.Expect(err).NotTo(HaveOccurred())
+	image, digest, _ := w.runDeployment(t, shop, "api", "shop/api", 1)
 	g.Eventually(func() ([]string, error) {
 		vulnerability, err := vulnerabilityOf(ctx, "CVE-2021-44228")
 		return workloadNames(vulnerability), err
