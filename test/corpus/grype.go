@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -46,4 +47,43 @@ func (g *GrypeCLI) TimeRegistryScan(reference string) (time.Duration, error) {
 		return 0, fmt.Errorf("grype: %w: %s", err, errOut.String())
 	}
 	return time.Since(start), nil
+}
+
+// AdmissionRound is one round of an admission benchmark: the name the image was pushed under, the
+// time from its workload's creation to its Vulnerability, and the grype CLI's scan time.
+type AdmissionRound struct {
+	Name           string
+	Admission, CLI time.Duration
+}
+
+// CompareAdmissions runs three rounds of image, interleaved: each pushes the image under a name
+// of its own (push returns its reference, a digest never scanned), times the grype CLI's scan of
+// it, then admit's time from a workload of it created to its Vulnerability. observe, if not nil,
+// is told each round. It returns the line reporting both medians and their ratio.
+func (g *GrypeCLI) CompareAdmissions(image string, push func(name string) (string, error),
+	admit func(name, reference string) (time.Duration, error), observe func(AdmissionRound)) (string, error) {
+	var admissions, scans []time.Duration
+	for round := range 3 {
+		name := fmt.Sprintf("%s-%d", image, round)
+		reference, err := push(name)
+		if err != nil {
+			return "", err
+		}
+		scanned, err := g.TimeRegistryScan(reference)
+		if err != nil {
+			return "", err
+		}
+		admitted, err := admit(name, reference)
+		if err != nil {
+			return "", err
+		}
+		admissions, scans = append(admissions, admitted), append(scans, scanned)
+		if observe != nil {
+			observe(AdmissionRound{Name: name, Admission: admitted, CLI: scanned})
+		}
+	}
+	slices.Sort(admissions)
+	slices.Sort(scans)
+	return fmt.Sprintf("%s: admission to Vulnerability %.2f s (runs %v), grype CLI %.2f s (runs %v), ratio %.2f\n", image,
+		admissions[1].Seconds(), admissions, scans[1].Seconds(), scans, admissions[1].Seconds()/scans[1].Seconds()), nil
 }

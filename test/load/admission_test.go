@@ -71,29 +71,20 @@ func BenchmarkAdmissionToVulnerability(b *testing.B) {
 			if only := os.Getenv("VIGIL_BENCH_IMAGES"); only != "" && !slices.Contains(strings.Split(only, ","), c.image) {
 				continue
 			}
-			var vigilTimes, grypeTimes []time.Duration
-			for round := range 3 {
-				name := fmt.Sprintf("%s-%d", c.image, round)
-				reference, pinned, err := pushUnique(reg, dir, c.image, name)
-				if err != nil {
-					b.Fatal(err)
-				}
-				took, err := grype.TimeRegistryScan(reference)
-				if err != nil {
-					b.Fatal(err)
-				}
-				grypeTimes = append(grypeTimes, took)
-
-				took, err = admit(ctx, env, name, reference, pinned, c.vulnerability)
-				if err != nil {
-					b.Fatal(err)
-				}
-				vigilTimes = append(vigilTimes, took)
+			pinned := map[string]string{}
+			line, err := grype.CompareAdmissions(c.image,
+				func(name string) (string, error) {
+					reference, digest, err := pushUnique(reg, dir, c.image, name)
+					pinned[reference] = digest
+					return reference, err
+				},
+				func(name, reference string) (time.Duration, error) {
+					return admit(ctx, env, name, reference, pinned[reference], c.vulnerability)
+				}, nil)
+			if err != nil {
+				b.Fatal(err)
 			}
-			slices.Sort(vigilTimes)
-			slices.Sort(grypeTimes)
-			fmt.Fprintf(&report, "%s: admission to Vulnerability %.2f s (runs %v), grype CLI %.2f s (runs %v), ratio %.2f\n", c.image,
-				vigilTimes[1].Seconds(), vigilTimes, grypeTimes[1].Seconds(), grypeTimes, vigilTimes[1].Seconds()/grypeTimes[1].Seconds())
+			report.WriteString(line)
 		}
 		fmt.Print("\nMedians of 3 rounds, interleaved (grype CLI, then admission), same registry and database:\n" + report.String())
 	}

@@ -92,31 +92,19 @@ func BenchmarkAdmissionToVulnerabilityOnTheNode(b *testing.B) {
 			if (only == "" && tc.image != "node-app") || (only != "" && !slices.Contains(strings.Split(only, ","), tc.image)) {
 				continue
 			}
-			var vigilTimes, grypeTimes []time.Duration
-			for round := range 3 {
-				name := fmt.Sprintf("%s-%d", tc.image, round)
-				reference, err := pushUnique(b, dir, tc.image, name)
-				if err != nil {
-					b.Fatal(err)
-				}
-				took, err := grype.TimeRegistryScan(reference)
-				if err != nil {
-					b.Fatal(err)
-				}
-				grypeTimes = append(grypeTimes, took)
-
-				took, err = admitOnTheNode(b, name, reference, tc.vulnerability)
-				if err != nil {
-					b.Fatal(err)
-				}
-				vigilTimes = append(vigilTimes, took)
-				recordMeasurement(b, fmt.Sprintf("admission to Vulnerability on the node: %s round %d: %.2f s; grype CLI %.2f s",
-					tc.image, round, took.Seconds(), grypeTimes[round].Seconds()))
+			line, err := grype.CompareAdmissions(tc.image,
+				func(name string) (string, error) { return pushUnique(b, dir, tc.image, name) },
+				func(name, reference string) (time.Duration, error) {
+					return admitOnTheNode(b, name, reference, tc.vulnerability)
+				},
+				func(round corpus.AdmissionRound) {
+					recordMeasurement(b, fmt.Sprintf("admission to Vulnerability on the node: %s: %.2f s; grype CLI %.2f s",
+						round.Name, round.Admission.Seconds(), round.CLI.Seconds()))
+				})
+			if err != nil {
+				b.Fatal(err)
 			}
-			slices.Sort(vigilTimes)
-			slices.Sort(grypeTimes)
-			fmt.Fprintf(&report, "%s: admission to Vulnerability %.2f s (runs %v), grype CLI %.2f s (runs %v), ratio %.2f\n", tc.image,
-				vigilTimes[1].Seconds(), vigilTimes, grypeTimes[1].Seconds(), grypeTimes, vigilTimes[1].Seconds()/grypeTimes[1].Seconds())
+			report.WriteString(line)
 		}
 		fmt.Print("\nMedians of 3 rounds, interleaved (grype CLI, then admission), same registry and database:\n" + report.String())
 	}
