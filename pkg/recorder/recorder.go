@@ -91,9 +91,13 @@ type Recorder struct {
 	queues map[string][]ImageRecord
 	order  []string
 	queued int
-	// pending holds the key of every record queued or being written, and where it is.
-	pending map[string]pendingState
+	// pending holds the key of every record queued or being written.
+	pending map[string]bool
 	recent  *recentSet
+	// writingScan is the ImageScan being written, if any; writingForgotten tells that it was
+	// deleted meanwhile.
+	writingScan      string
+	writingForgotten bool
 	// lastWarned is when each namespace was last told that it reached its limit.
 	lastWarned map[string]time.Time
 }
@@ -106,7 +110,7 @@ func New(writer client.Client, reader client.Reader, eventRecorder events.EventR
 		writer: writer, reader: reader, events: eventRecorder, options: options,
 		wake:       make(chan struct{}, 1),
 		queues:     map[string][]ImageRecord{},
-		pending:    map[string]pendingState{},
+		pending:    map[string]bool{},
 		recent:     newRecentSet(options.RememberMax, options.RememberFor),
 		lastWarned: map[string]time.Time{},
 	}
@@ -120,7 +124,7 @@ func (r *Recorder) Enqueue(record ImageRecord) bool {
 	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.pending[key]; ok || r.recent.contains(key, now) {
+	if r.pending[key] || r.recent.contains(key, now) {
 		return true
 	}
 	switch {
@@ -141,7 +145,7 @@ func (r *Recorder) Enqueue(record ImageRecord) bool {
 	}
 	r.queues[record.Namespace] = append(r.queues[record.Namespace], record)
 	r.queued++
-	r.pending[key] = queued
+	r.pending[key] = true
 	imagesQueued.Inc()
 	queueDepth.Set(float64(r.queued))
 	select {
@@ -151,23 +155,23 @@ func (r *Recorder) Enqueue(record ImageRecord) bool {
 	return true
 }
 
-// Forget forgets that the references of scan, a digest's ImageScan that was deleted, were
-// recorded: with or without the digest, the next record of each is written again rather than
-// skipped as recorded lately, so that an ImageScan deleted by hand or collected comes back as soon
-// as a workload uses its image again. A record being written meanwhile may have reached the
-// deleted ImageScan, and the records that came while it was written were left to it: it is
-// written again once its write returns.
+// Forget forgets that records were written to scan, an ImageScan that was deleted: every
+// record written to it, and with or without the digest every reference it lists, is written
+// again rather than skipped as recorded lately, so that an ImageScan deleted by hand or collected
+// comes back as soon as a workload uses its image again. A write to it in flight may have
+// reached the deleted ImageScan, and the records that came meanwhile were left to it: its
+// records are written again once it returns.
 func (r *Recorder) Forget(scan *vigilv1alpha1.ImageScan) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.recent.forgetScan(scan.Name)
 	for _, reference := range scan.Spec.References {
 		for _, recordDigest := range []string{scan.Spec.Digest, ""} {
-			key := ImageRecord{Image: reference.Image, Namespace: reference.Namespace, Digest: recordDigest}.key()
-			r.recent.forget(key)
-			if r.pending[key] == writing {
-				r.pending[key] = forgottenWhileWriting
-			}
+			r.recent.forget(ImageRecord{Image: reference.Image, Namespace: reference.Namespace, Digest: recordDigest}.key())
 		}
+	}
+	if r.writingScan == scan.Name {
+		r.writingForgotten = true
 	}
 }
 
@@ -219,7 +223,6 @@ func (r *Recorder) takeBatch() []ImageRecord {
 		namespace := r.order[0]
 		queue := r.queues[namespace]
 		batch = append(batch, queue[0])
-		r.pending[queue[0].key()] = writing
 		r.queued--
 		if len(queue) == 1 {
 			delete(r.queues, namespace)
@@ -247,18 +250,22 @@ func (r *Recorder) write(ctx context.Context, batch []ImageRecord) {
 	now := time.Now()
 	for _, name := range names {
 		records := byScan[name]
+		r.mu.Lock()
+		r.writingScan, r.writingForgotten = name, false
+		r.mu.Unlock()
 		err := r.recordScan(ctx, name, records)
 		var again []ImageRecord
 		r.mu.Lock()
+		forgotten := r.writingForgotten
+		r.writingScan, r.writingForgotten = "", false
 		for _, record := range records {
 			key := record.key()
-			forgotten := r.pending[key] == forgottenWhileWriting
 			delete(r.pending, key)
 			switch {
 			case forgotten:
 				again = append(again, record)
 			case err == nil:
-				r.recent.add(key, record.Namespace, now)
+				r.recent.add(key, record.Namespace, name, now)
 			}
 		}
 		r.mu.Unlock()
@@ -292,21 +299,30 @@ func recordDigest(record ImageRecord) string {
 	return digest.FromReference(record.Image)
 }
 
-// recordScan creates the ImageScan name with the records' references, or adds them to it.
+// recordScan creates the ImageScan name with the records' references, or adds them to it; an
+// ImageScan deleted while it is written is created again.
 func (r *Recorder) recordScan(ctx context.Context, name string, records []ImageRecord) error {
-	scan := &vigilv1alpha1.ImageScan{ObjectMeta: metav1.ObjectMeta{Name: name}}
-	scan.Spec.Digest = recordDigest(records[0])
-	scan.Spec.References, _ = mergeReferences(nil, records)
-	err := r.writer.Create(ctx, scan)
-	if !apierrors.IsAlreadyExists(err) {
-		if err != nil {
+	create := func() error {
+		scan := &vigilv1alpha1.ImageScan{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		scan.Spec.Digest = recordDigest(records[0])
+		scan.Spec.References, _ = mergeReferences(nil, records)
+		if err := r.writer.Create(ctx, scan); err != nil {
 			return fmt.Errorf("creating ImageScan %s: %w", name, err)
 		}
 		return nil
 	}
-	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+	err := create()
+	if !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	raced := func(err error) bool {
+		return apierrors.IsConflict(err) || apierrors.IsNotFound(err) || apierrors.IsAlreadyExists(err)
+	}
+	return retry.OnError(retry.DefaultBackoff, raced, func() error {
 		current := &vigilv1alpha1.ImageScan{}
-		if err := r.reader.Get(ctx, client.ObjectKey{Name: name}, current); err != nil {
+		if err := r.reader.Get(ctx, client.ObjectKey{Name: name}, current); apierrors.IsNotFound(err) {
+			return create()
+		} else if err != nil {
 			return fmt.Errorf("reading ImageScan %s: %w", name, err)
 		}
 		merged, changed := mergeReferences(current.Spec.References, records)
@@ -336,35 +352,25 @@ func mergeReferences(references []vigilv1alpha1.ImageReference, records []ImageR
 	return spec.References, changed
 }
 
-// pendingState is where a pending record is on its way to its ImageScan.
-type pendingState int
-
-const (
-	// queued records wait for a batch.
-	queued pendingState = iota + 1
-	// writing records are in the batch being written.
-	writing
-	// forgottenWhileWriting records were being written when their ImageScan was deleted.
-	forgottenWhileWriting
-)
-
-// recentSet remembers keys for a while, the least recently added evicted first beyond max, and
-// counts the keys of each namespace.
+// recentSet remembers keys for a while, the least recently added evicted first beyond max,
+// counts the keys of each namespace and knows the keys written to each ImageScan.
 type recentSet struct {
 	max         int
 	ttl         time.Duration
 	order       *list.List
 	entries     map[string]*list.Element
 	byNamespace map[string]int
+	byScan      map[string]map[string]struct{}
 }
 
 type recentEntry struct {
-	key, namespace string
-	added          time.Time
+	key, namespace, scan string
+	added                time.Time
 }
 
 func newRecentSet(max int, ttl time.Duration) *recentSet {
-	return &recentSet{max: max, ttl: ttl, order: list.New(), entries: map[string]*list.Element{}, byNamespace: map[string]int{}}
+	return &recentSet{max: max, ttl: ttl, order: list.New(), entries: map[string]*list.Element{},
+		byNamespace: map[string]int{}, byScan: map[string]map[string]struct{}{}}
 }
 
 func (s *recentSet) contains(key string, now time.Time) bool {
@@ -378,10 +384,15 @@ func (s *recentSet) countOf(namespace string) int {
 	return s.byNamespace[namespace]
 }
 
-func (s *recentSet) add(key, namespace string, now time.Time) {
+// add remembers key, of namespace, written to the ImageScan scan.
+func (s *recentSet) add(key, namespace, scan string, now time.Time) {
 	s.forget(key)
-	s.entries[key] = s.order.PushBack(recentEntry{key: key, namespace: namespace, added: now})
+	s.entries[key] = s.order.PushBack(recentEntry{key: key, namespace: namespace, scan: scan, added: now})
 	s.byNamespace[namespace]++
+	if s.byScan[scan] == nil {
+		s.byScan[scan] = map[string]struct{}{}
+	}
+	s.byScan[scan][key] = struct{}{}
 	for s.order.Len() > s.max {
 		s.remove(s.order.Front())
 	}
@@ -391,6 +402,13 @@ func (s *recentSet) add(key, namespace string, now time.Time) {
 func (s *recentSet) forget(key string) {
 	if element, ok := s.entries[key]; ok {
 		s.remove(element)
+	}
+}
+
+// forgetScan forgets every key written to the ImageScan scan.
+func (s *recentSet) forgetScan(scan string) {
+	for key := range s.byScan[scan] {
+		s.forget(key)
 	}
 }
 
@@ -407,6 +425,9 @@ func (s *recentSet) remove(element *list.Element) {
 	delete(s.entries, entry.key)
 	if s.byNamespace[entry.namespace]--; s.byNamespace[entry.namespace] <= 0 {
 		delete(s.byNamespace, entry.namespace)
+	}
+	if delete(s.byScan[entry.scan], entry.key); len(s.byScan[entry.scan]) == 0 {
+		delete(s.byScan, entry.scan)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -80,19 +81,27 @@ func TestMergeReferences(t *testing.T) {
 func TestRecentSet(t *testing.T) {
 	now := time.Now()
 	set := newRecentSet(2, time.Minute)
-	set.add("a", "shop", now)
-	set.add("b", "shop", now)
+	set.add("a", "shop", "scan-1", now)
+	set.add("b", "shop", "scan-2", now)
 	if !set.contains("a", now) || !set.contains("b", now) || set.countOf("shop") != 2 {
 		t.Fatal("added keys are not remembered")
 	}
-	set.add("c", "jobs", now) // evicts the oldest, a
+	set.add("c", "jobs", "scan-2", now) // evicts the oldest, a
+	if _, ok := set.byScan["scan-1"]; ok {
+		t.Error("an evicted key is still known by its ImageScan")
+	}
 	if set.contains("a", now) || !set.contains("c", now) {
 		t.Error("the oldest key was not evicted")
 	}
 	if set.countOf("shop") != 1 || set.countOf("jobs") != 1 {
 		t.Errorf("counts shop %d jobs %d, want 1 and 1", set.countOf("shop"), set.countOf("jobs"))
 	}
-	if set.contains("b", now.Add(2*time.Minute)) || set.countOf("shop") != 0 {
+	set.forgetScan("scan-2")
+	if set.contains("b", now) || set.contains("c", now) || len(set.byScan) != 0 {
+		t.Error("the keys written to a forgotten ImageScan are remembered")
+	}
+	set.add("d", "shop", "scan-3", now)
+	if set.contains("d", now.Add(2*time.Minute)) || set.countOf("shop") != 0 || len(set.byScan) != 0 {
 		t.Error("an expired key is remembered")
 	}
 }
@@ -103,9 +112,13 @@ func TestADeletedImageScanIsRecordedAgain(t *testing.T) {
 	admitted := ImageRecord{Image: "registry.example/shop/api:1.4", Namespace: "shop"}
 	otherNamespace := ImageRecord{Image: "registry.example/shop/api:1.4", Digest: digest, Namespace: "jobs"}
 	otherImage := ImageRecord{Image: "registry.example/shop/web:2", Digest: "sha256:" + strings.Repeat("cd", 32), Namespace: "shop"}
-	deleted := &vigilv1alpha1.ImageScan{Spec: vigilv1alpha1.ImageScanSpec{Digest: digest, References: []vigilv1alpha1.ImageReference{
-		{Image: "registry.example/shop/api:1.4", Namespace: "shop"},
-	}}}
+	otherReference := ImageRecord{Image: "registry.example/shop/api:1.5", Namespace: "jobs"}
+	deleted := &vigilv1alpha1.ImageScan{
+		ObjectMeta: metav1.ObjectMeta{Name: vigilv1alpha1.ImageScanName(digest)},
+		Spec: vigilv1alpha1.ImageScanSpec{Digest: digest, References: []vigilv1alpha1.ImageReference{
+			{Image: "registry.example/shop/api:1.4", Namespace: "shop"},
+		}},
+	}
 	tests := []struct {
 		name       string
 		record     ImageRecord
@@ -116,15 +129,16 @@ func TestADeletedImageScanIsRecordedAgain(t *testing.T) {
 		{name: "an admission's record, recorded lately, is not written again", record: admitted},
 		{name: "a running container's record, once its ImageScan is deleted, is written again", record: running, forget: true, wantQueued: true},
 		{name: "an admission's record, once the ImageScan of its image is deleted, is written again", record: admitted, forget: true, wantQueued: true},
-		{name: "a reference that the deleted ImageScan did not hold is still remembered", record: otherNamespace, forget: true},
+		{name: "a record written to the deleted ImageScan that it did not list (beyond its bound) is written again", record: otherNamespace, forget: true, wantQueued: true},
+		{name: "another reference that the deleted ImageScan did not hold is still remembered", record: otherReference, forget: true},
 		{name: "another image is still remembered", record: otherImage, forget: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newTestRecorder(Options{QueueSize: 100, NamespaceQueueSize: 100, NamespaceImages: 1000, BatchSize: 100, RememberFor: time.Hour, RememberMax: 1000})
 			now := time.Now()
-			for _, recorded := range []ImageRecord{running, admitted, otherNamespace, otherImage} {
-				r.recent.add(recorded.key(), recorded.Namespace, now)
+			for _, recorded := range []ImageRecord{running, admitted, otherNamespace, otherImage, otherReference} {
+				r.recent.add(recorded.key(), recorded.Namespace, ScanNameOf(recorded), now)
 			}
 			if tc.forget {
 				r.Forget(deleted)
@@ -200,6 +214,43 @@ func TestAnImageScanDeletedWhileItsRecordIsWrittenIsRecordedAgain(t *testing.T) 
 	}
 }
 
+// TestAnImageScanDeletedBeforeItsUpdateIsCreatedAgain deletes the ImageScan that a record is
+// added to between the read and the update: the record must create it again, not fail.
+func TestAnImageScanDeletedBeforeItsUpdateIsCreatedAgain(t *testing.T) {
+	clusterScheme, err := scheme.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	record := ImageRecord{Image: "registry.example/shop/api:1.4", Digest: "sha256:" + sha, Namespace: "jobs"}
+	name := ScanNameOf(record)
+	existing := &vigilv1alpha1.ImageScan{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: vigilv1alpha1.ImageScanSpec{
+		Digest: record.Digest, References: []vigilv1alpha1.ImageReference{{Image: record.Image, Namespace: "shop"}},
+	}}
+	store := fake.NewClientBuilder().WithScheme(clusterScheme).WithObjects(existing).Build()
+	var deletions atomic.Int32
+	writer := interceptor.NewClient(store, interceptor.Funcs{
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			if deletions.Add(1) == 1 {
+				if err := c.Delete(ctx, obj.DeepCopyObject().(client.Object)); err != nil {
+					return err
+				}
+			}
+			return c.Update(ctx, obj, opts...)
+		},
+	})
+	r := New(writer, store, nil, DefaultOptions())
+	if err := r.recordScan(t.Context(), name, []ImageRecord{record}); err != nil {
+		t.Fatalf("recording into an ImageScan deleted meanwhile failed: %v", err)
+	}
+	scan := &vigilv1alpha1.ImageScan{}
+	if err := store.Get(t.Context(), client.ObjectKey{Name: name}, scan); err != nil {
+		t.Fatalf("the ImageScan was not created again: %v", err)
+	}
+	if len(scan.Spec.References) != 1 || scan.Spec.References[0].Namespace != "jobs" {
+		t.Errorf("the ImageScan created again holds %+v, want the record's reference", scan.Spec.References)
+	}
+}
+
 func newTestRecorder(options Options) *Recorder {
 	return New(nil, nil, nil, options)
 }
@@ -238,7 +289,7 @@ func TestANamespaceIsBoundedInDistinctImagesPerPeriod(t *testing.T) {
 	}
 	for _, record := range r.takeBatch() { // as write does after a successful round
 		delete(r.pending, record.key())
-		r.recent.add(record.key(), record.Namespace, time.Now())
+		r.recent.add(record.key(), record.Namespace, ScanNameOf(record), time.Now())
 	}
 	if r.Enqueue(ImageRecord{Image: "x:3", Namespace: "attacker"}) {
 		t.Error("a fourth distinct image within the period was queued")
