@@ -15,8 +15,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -173,6 +175,26 @@ func (r *Recorder) Forget(scan *vigilv1alpha1.ImageScan) {
 	if r.writingScan == scan.Name {
 		r.writingForgotten = true
 	}
+}
+
+// ForgetDeleted makes the Recorder forget each digest's ImageScan that informer reports deleted.
+// Every replica registers it, so that the webhook of any replica, not only the leader whose pod
+// watch records the running pods again, writes the next admission of the deleted ImageScan's
+// images.
+func (r *Recorder) ForgetDeleted(informer cache.Informer) error {
+	_, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{DeleteFunc: func(obj any) {
+		if tombstone, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+			obj = tombstone.Obj
+		}
+		// a reference's own ImageScan goes once it is resolved: its records stay remembered
+		if scan, ok := obj.(*vigilv1alpha1.ImageScan); ok && scan.Spec.Digest != "" {
+			r.Forget(scan)
+		}
+	}})
+	if err != nil {
+		return fmt.Errorf("watching ImageScan deletions: %w", err)
+	}
+	return nil
 }
 
 // warnLocked records, at most once a minute per namespace, an Event on the namespace that its

@@ -9,9 +9,11 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllertest"
 
 	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
 	"github.com/vigil-dev/vigil/pkg/scheme"
@@ -249,6 +251,57 @@ func TestAnImageScanDeletedBeforeItsUpdateIsCreatedAgain(t *testing.T) {
 	if len(scan.Spec.References) != 1 || scan.Spec.References[0].Namespace != "jobs" {
 		t.Errorf("the ImageScan created again holds %+v, want the record's reference", scan.Spec.References)
 	}
+}
+
+// TestEveryReplicaForgetsADeletedImageScan deletes ImageScans through the informer that every
+// replica's recorder watches: a digest's ImageScan is forgotten, also when the informer missed
+// the deletion itself; a reference's own ImageScan, deleted once resolved, is not.
+func TestEveryReplicaForgetsADeletedImageScan(t *testing.T) {
+	digest := "sha256:" + sha
+	running := ImageRecord{Image: "registry.example/shop/api:1.4", Digest: digest, Namespace: "shop"}
+	admitted := ImageRecord{Image: "registry.example/shop/api:1.4", Namespace: "shop"}
+	digestScan := &vigilv1alpha1.ImageScan{ObjectMeta: metav1.ObjectMeta{Name: ScanNameOf(running)},
+		Spec: vigilv1alpha1.ImageScanSpec{Digest: digest, References: []vigilv1alpha1.ImageReference{{Image: running.Image, Namespace: "shop"}}}}
+	referenceScan := &vigilv1alpha1.ImageScan{ObjectMeta: metav1.ObjectMeta{Name: ScanNameOf(admitted)},
+		Spec: vigilv1alpha1.ImageScanSpec{References: []vigilv1alpha1.ImageReference{{Image: admitted.Image, Namespace: "shop"}}}}
+	tests := []struct {
+		name       string
+		deleted    any
+		record     ImageRecord
+		wantQueued bool
+	}{
+		{"a digest's ImageScan", digestScan, running, true},
+		{"a digest's ImageScan whose deletion the informer missed", toolscache.DeletedFinalStateUnknown{Key: digestScan.Name, Obj: digestScan}, running, true},
+		{"a reference's own ImageScan, resolved", referenceScan, admitted, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newTestRecorder(Options{QueueSize: 100, NamespaceQueueSize: 100, NamespaceImages: 1000, BatchSize: 100, RememberFor: time.Hour, RememberMax: 1000})
+			r.recent.add(tc.record.key(), tc.record.Namespace, ScanNameOf(tc.record), time.Now())
+			informer := &capturingInformer{}
+			if err := r.ForgetDeleted(informer); err != nil {
+				t.Fatal(err)
+			}
+			for _, handler := range informer.handlers {
+				handler.OnDelete(tc.deleted)
+			}
+			r.Enqueue(tc.record)
+			if queued := len(r.takeBatch()) == 1; queued != tc.wantQueued {
+				t.Errorf("queued to be written: %t, want %t", queued, tc.wantQueued)
+			}
+		})
+	}
+}
+
+// capturingInformer keeps the event handlers added to it, to call them as an informer does.
+type capturingInformer struct {
+	controllertest.FakeInformer
+	handlers []toolscache.ResourceEventHandler
+}
+
+func (i *capturingInformer) AddEventHandler(handler toolscache.ResourceEventHandler) (toolscache.ResourceEventHandlerRegistration, error) {
+	i.handlers = append(i.handlers, handler)
+	return nil, nil
 }
 
 func newTestRecorder(options Options) *Recorder {

@@ -34,6 +34,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	vigilv1alpha1 "github.com/vigil-dev/vigil/pkg/apis/v1alpha1"
 	"github.com/vigil-dev/vigil/pkg/executor"
 	"github.com/vigil-dev/vigil/pkg/index"
 	"github.com/vigil-dev/vigil/pkg/match"
@@ -248,6 +249,13 @@ func setupWebhooks(mgr manager.Manager, options *Options) (*recorder.Recorder, e
 	images := recorder.New(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder("vigil"), recorderOptions)
 	if err := mgr.Add(images); err != nil {
 		return nil, fmt.Errorf("adding the image recorder: %w", err)
+	}
+	imageScans, err := mgr.GetCache().GetInformer(context.Background(), &vigilv1alpha1.ImageScan{})
+	if err != nil {
+		return nil, fmt.Errorf("getting the ImageScan informer: %w", err)
+	}
+	if err := images.ForgetDeleted(imageScans); err != nil {
+		return nil, err
 	}
 	observer := webhook.NewImageObserver(images, options.Namespace, options.ServiceAccountName, options.WebhookConcurrency)
 	mgr.GetWebhookServer().Register(webhook.Path, admissionHandler(options, observer))
