@@ -3,6 +3,7 @@ package podimages
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -29,6 +30,11 @@ type Recorder interface {
 	webhook.Enqueuer
 	Forget(scan *vigilv1alpha1.ImageScan)
 }
+
+// retryRefused is when a pod's images are offered again after the Recorder refused one (its
+// queue, or its namespace's bound, was full), rather than at the pod's next change, which a
+// long-running pod may never have.
+const retryRefused = time.Minute
 
 // Reconciler records the images of Pods as ImageScans, through the same Recorder as the
 // webhook, so that an image is recorded once whichever path sees it first.
@@ -66,7 +72,7 @@ func (r *Reconciler) imageScanDeleted(ctx context.Context, e event.DeleteEvent, 
 	}
 	r.Recorder.Forget(scan)
 	pods := &corev1.PodList{}
-	if err := r.Client.List(ctx, pods, client.MatchingFields{index.PodRunningDigest: scan.Spec.Digest}); err != nil {
+	if err := r.Client.List(ctx, pods, client.MatchingFields{index.PodRunningDigest: scan.Spec.Digest}, client.UnsafeDisableDeepCopy); err != nil {
 		// The pods are recorded again when their status next changes.
 		log.FromContext(ctx).Error(err, "Listing the pods that run a deleted ImageScan's image failed", "imageScan", klog.KObj(scan))
 		return
@@ -95,8 +101,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if namespace.Labels[vigilv1alpha1.ScanningLabel] == vigilv1alpha1.ScanningDisabled {
 		return ctrl.Result{}, nil
 	}
+	refused := false
 	for _, record := range webhook.PodRecords(pod) {
-		r.Recorder.Enqueue(record)
+		if !r.Recorder.Enqueue(record) {
+			refused = true
+		}
+	}
+	if refused {
+		return ctrl.Result{RequeueAfter: retryRefused}, nil
 	}
 	return ctrl.Result{}, nil
 }

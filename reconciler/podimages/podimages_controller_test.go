@@ -23,13 +23,17 @@ import (
 	"github.com/vigil-dev/vigil/pkg/recorder"
 )
 
-// queue keeps what it is given, and the ImageScans it is told to forget.
+// queue keeps what it is given, unless full, and the ImageScans it is told to forget.
 type queue struct {
 	records   []recorder.ImageRecord
 	forgotten []string
+	full      bool
 }
 
 func (q *queue) Enqueue(record recorder.ImageRecord) bool {
+	if q.full {
+		return false
+	}
 	q.records = append(q.records, record)
 	return true
 }
@@ -51,15 +55,18 @@ func TestThePodWatchRecordsOnlyWhatVigilScans(t *testing.T) {
 		}
 	}
 	tests := []struct {
-		name string
-		pod  *corev1.Pod
-		want int
+		name      string
+		pod       *corev1.Pod
+		full      bool
+		want      int
+		wantRetry bool
 	}{
-		{"a pod of a namespace that scans", pod("shop", corev1.PodRunning), 1},
-		{"a pod of an excluded namespace", pod("kube-system", corev1.PodRunning), 0},
-		{"a pod of Vigil's own namespace", pod("vigil-system", corev1.PodRunning), 0},
-		{"a pod of a namespace that opted out", pod("sandbox", corev1.PodRunning), 0},
-		{"a pod that ended", pod("shop", corev1.PodSucceeded), 0},
+		{name: "a pod of a namespace that scans", pod: pod("shop", corev1.PodRunning), want: 1},
+		{name: "a pod of an excluded namespace", pod: pod("kube-system", corev1.PodRunning)},
+		{name: "a pod of Vigil's own namespace", pod: pod("vigil-system", corev1.PodRunning)},
+		{name: "a pod of a namespace that opted out", pod: pod("sandbox", corev1.PodRunning)},
+		{name: "a pod that ended", pod: pod("shop", corev1.PodSucceeded)},
+		{name: "a pod whose record the full recorder refused is offered again later", pod: pod("shop", corev1.PodRunning), full: true, wantRetry: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -67,13 +74,17 @@ func TestThePodWatchRecordsOnlyWhatVigilScans(t *testing.T) {
 				namespace("shop", nil), namespace("kube-system", nil), namespace("vigil-system", nil),
 				namespace("sandbox", map[string]string{vigilv1alpha1.ScanningLabel: vigilv1alpha1.ScanningDisabled}),
 			).Build()
-			q := &queue{}
+			q := &queue{full: tc.full}
 			r := &Reconciler{Client: c, Recorder: q, ExcludedNamespaces: sets.New("vigil-system", "kube-system")}
-			if _, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Namespace: tc.pod.Namespace, Name: tc.pod.Name}}); err != nil {
+			result, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Namespace: tc.pod.Namespace, Name: tc.pod.Name}})
+			if err != nil {
 				t.Fatal(err)
 			}
 			if len(q.records) != tc.want {
 				t.Errorf("recorded %+v, want %d records", q.records, tc.want)
+			}
+			if retry := result.RequeueAfter > 0; retry != tc.wantRetry {
+				t.Errorf("offered again later: %t, want %t", retry, tc.wantRetry)
 			}
 		})
 	}
