@@ -9,6 +9,8 @@ import (
 	"context"
 	"fmt"
 
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/vigil-dev/vigil/pkg/sbom"
 )
 
@@ -16,6 +18,8 @@ import (
 type Request struct {
 	// Digest is the image digest to scan.
 	Digest string
+	// ScanUID is the UID of the ImageScan that asks for the attempt.
+	ScanUID types.UID
 	// Attempt numbers the attempt; an outcome names the attempt it belongs to, and an outcome of
 	// an attempt that is not the current one is ignored.
 	Attempt int32
@@ -74,7 +78,7 @@ type Executor interface {
 	// Check tells the state of an attempt. An attempt that ended without reporting (a scan Job
 	// killed for its memory, past its deadline) is recorded as failed through the
 	// OutcomeRecorder by Check itself.
-	Check(ctx context.Context, digest string, attempt int32) (State, error)
+	Check(ctx context.Context, digest string, scanUID types.UID, attempt int32) (State, error)
 }
 
 // OOMKilledError says that a scan was killed for using more memory than its limit: the image is

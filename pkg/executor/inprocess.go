@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/vigil-dev/vigil/pkg/sbom"
@@ -132,7 +133,7 @@ func (e *InProcess) scan(ctx context.Context, req Request) (int64, error) {
 
 // Check tells whether this process runs the attempt; one it does not run is lost, because its
 // outcome is recorded before it stops running.
-func (e *InProcess) Check(_ context.Context, digest string, attempt int32) (State, error) {
+func (e *InProcess) Check(_ context.Context, digest string, _ types.UID, attempt int32) (State, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if running, ok := e.running[digest]; ok && running == attempt {

@@ -46,7 +46,7 @@ func TestAnInProcessScanWithoutAReferenceIsRefused(t *testing.T) {
 	if err := e.Submit(context.Background(), Request{Digest: testDigest, Attempt: 1}); err == nil {
 		t.Fatal("Submit accepted a request without a reference to pull")
 	}
-	if state, _ := e.Check(context.Background(), testDigest, 1); state != Lost {
+	if state, _ := e.Check(context.Background(), testDigest, "", 1); state != Lost {
 		t.Errorf("a refused request is %v, want Lost", state)
 	}
 }
@@ -62,7 +62,7 @@ func TestInProcessScansFollowTheirAttempt(t *testing.T) {
 		}
 		synctest.Wait()
 		state := func(attempt int32) State {
-			s, err := e.Check(context.Background(), testDigest, attempt)
+			s, err := e.Check(context.Background(), testDigest, "", attempt)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -123,7 +123,7 @@ func TestAnInProcessScanRecordsItsOutcome(t *testing.T) {
 		t.Errorf("recorded %+v, want attempt 3's failure", got[0])
 	}
 	for time.Now().Before(deadline) {
-		if state, _ := e.Check(ctx, testDigest, 3); state == Lost {
+		if state, _ := e.Check(ctx, testDigest, "", 3); state == Lost {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)

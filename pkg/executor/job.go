@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -88,9 +89,13 @@ func NewJobs(c client.Client, reader client.Reader, options JobOptions, outcomes
 	return &Jobs{client: c, reader: reader, options: options, outcomes: outcomes}
 }
 
-// JobName is the name of the scan Job of an attempt at digest.
-func JobName(digest string, attempt int32) string {
-	return fmt.Sprintf("vigil-scan-%s-%d", strings.TrimPrefix(digest, "sha256:")[:40], attempt)
+// JobName is the name of the scan Job of an attempt at digest by the ImageScan scanUID. The
+// ImageScan's UID is in it because an ImageScan deleted and recorded again numbers its attempts
+// from 1 again: its attempts must not find the Jobs of the one before (kept a while once
+// finished), nor read their outcomes as theirs.
+func JobName(digest string, scanUID types.UID, attempt int32) string {
+	uid := strings.ReplaceAll(string(scanUID), "-", "")
+	return fmt.Sprintf("vigil-scan-%s-%s-%d", strings.TrimPrefix(digest, "sha256:")[:32], uid[:min(len(uid), 8)], attempt)
 }
 
 // Jobs are read cluster-wide (workload resolution needs them) but created and deleted only in
@@ -107,7 +112,7 @@ func JobName(digest string, attempt int32) string {
 // The Job is created suspended and released once its Secret exists: a replica that dies between
 // the two leaves a suspended Job, which Check finds lost, never a pod that waits for its Secret.
 func (j *Jobs) Submit(ctx context.Context, req Request) error {
-	name := JobName(req.Digest, req.Attempt)
+	name := JobName(req.Digest, req.ScanUID, req.Attempt)
 	secretData := map[string][]byte{}
 	var images []string
 	for i, image := range req.Images {
@@ -286,14 +291,14 @@ func scratchSizeLimit(resources corev1.ResourceRequirements) *resource.Quantity 
 // Check tells the state of an attempt from its Job. A Job that failed without a report (killed
 // for its memory, past its deadline, its pod lost) has its failure recorded here; a Job never
 // released (see Submit) is removed and its attempt lost.
-func (j *Jobs) Check(ctx context.Context, digest string, attempt int32) (State, error) {
+func (j *Jobs) Check(ctx context.Context, digest string, scanUID types.UID, attempt int32) (State, error) {
 	job := &batchv1.Job{}
-	err := j.reader.Get(ctx, client.ObjectKey{Namespace: j.options.Namespace, Name: JobName(digest, attempt)}, job)
+	err := j.reader.Get(ctx, client.ObjectKey{Namespace: j.options.Namespace, Name: JobName(digest, scanUID, attempt)}, job)
 	if apierrors.IsNotFound(err) {
 		return Lost, nil
 	}
 	if err != nil {
-		return Lost, fmt.Errorf("reading scan Job %s: %w", JobName(digest, attempt), err)
+		return Lost, fmt.Errorf("reading scan Job %s: %w", JobName(digest, scanUID, attempt), err)
 	}
 	for _, condition := range job.Status.Conditions {
 		if condition.Status != corev1.ConditionTrue {

@@ -19,7 +19,7 @@ func TestTheScanJobCarriesTheManagersScanSettings(t *testing.T) {
 			Namespace: "vigil-system", Image: "vigil:1", Timeout: time.Minute,
 			Scan: sbom.Options{NoCloudCredentials: noCloud, MaxLayers: 7},
 		}, nil)
-		job := jobs.job(JobName(digest, 3), Request{Digest: digest, Attempt: 3}, []string{"registry.example/app@" + digest})
+		job := jobs.job(JobName(digest, testScanUID, 3), Request{Digest: digest, Attempt: 3}, []string{"registry.example/app@" + digest})
 		container := job.Spec.Template.Spec.Containers[0]
 		if len(container.Command) != 1 || container.Command[0] != "/vigil-scanner" || container.Args[0] != "scan-job" {
 			t.Errorf("the Job runs %v %v; the image's scan engine is /vigil-scanner scan-job", container.Command, container.Args[:1])
@@ -31,7 +31,7 @@ func TestTheScanJobCarriesTheManagersScanSettings(t *testing.T) {
 		if !slices.Contains(args, "--max-image-layers=7") {
 			t.Errorf("the Job does not carry the manager's layer bound: %v", args)
 		}
-		if job.Name != "vigil-scan-"+strings.Repeat("ab", 20)+"-3" || job.Annotations[AttemptAnnotation] != "3" || job.Annotations[DigestAnnotation] != digest {
+		if job.Name != "vigil-scan-"+strings.Repeat("ab", 16)+"-5c1b2f0e-3" || job.Annotations[AttemptAnnotation] != "3" || job.Annotations[DigestAnnotation] != digest {
 			t.Errorf("the Job of attempt 3 is %s with annotations %v", job.Name, job.Annotations)
 		}
 		if spec := job.Spec.Template.Spec; spec.EnableServiceLinks == nil || *spec.EnableServiceLinks || *spec.AutomountServiceAccountToken {
@@ -53,7 +53,7 @@ func TestTheScanJobTellsTheGoRuntimeItsMemoryLimit(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			jobs := NewJobs(nil, nil, JobOptions{Namespace: "vigil-system", Image: "vigil:1", Timeout: time.Minute, Resources: tc.resources}, nil)
-			container := jobs.job(JobName(digest, 1), Request{Digest: digest, Attempt: 1}, []string{"registry.example/app@" + digest}).Spec.Template.Spec.Containers[0]
+			container := jobs.job(JobName(digest, testScanUID, 1), Request{Digest: digest, Attempt: 1}, []string{"registry.example/app@" + digest}).Spec.Template.Spec.Containers[0]
 			var limit *corev1.EnvVar
 			for i := range container.Env {
 				if container.Env[i].Name == "GOMEMLIMIT" {

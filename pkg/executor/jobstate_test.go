@@ -34,7 +34,7 @@ func (o *recordedOutcomes) RecordOutcome(_ context.Context, outcome Outcome) err
 
 func TestTheStateOfAScanJob(t *testing.T) {
 	const attempt = 2
-	name := JobName(testDigest, attempt)
+	name := JobName(testDigest, testScanUID, attempt)
 	jobWith := func(conditions ...batchv1.JobCondition) *batchv1.Job {
 		return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "vigil-system", Name: name}, Status: batchv1.JobStatus{Conditions: conditions}}
 	}
@@ -107,7 +107,7 @@ func TestTheStateOfAScanJob(t *testing.T) {
 			jobs := NewJobs(c, c, JobOptions{Namespace: "vigil-system", Resources: corev1.ResourceRequirements{
 				Limits: corev1.ResourceList{corev1.ResourceMemory: memory},
 			}}, recorder)
-			state, err := jobs.Check(context.Background(), testDigest, attempt)
+			state, err := jobs.Check(context.Background(), testDigest, testScanUID, attempt)
 			if state != tc.want || (err != nil) != tc.wantErr {
 				t.Fatalf("Check = %v, %v; want %v and an error %v", state, err, tc.want, tc.wantErr)
 			}
@@ -146,7 +146,7 @@ func TestTheStateOfAScanJob(t *testing.T) {
 }
 
 func TestAFailedScanJobWhosePodsCannotBeListedIsCheckedAgain(t *testing.T) {
-	name := JobName(testDigest, 1)
+	name := JobName(testDigest, testScanUID, 1)
 	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "vigil-system", Name: name},
 		Status: batchv1.JobStatus{Conditions: []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue}}}}
 	c := fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).WithObjects(job).
@@ -154,11 +154,39 @@ func TestAFailedScanJobWhosePodsCannotBeListedIsCheckedAgain(t *testing.T) {
 			return errors.New("connection refused")
 		}}).Build()
 	recorder := &recordedOutcomes{}
-	state, err := NewJobs(c, c, JobOptions{Namespace: "vigil-system"}, recorder).Check(context.Background(), testDigest, 1)
+	state, err := NewJobs(c, c, JobOptions{Namespace: "vigil-system"}, recorder).Check(context.Background(), testDigest, testScanUID, 1)
 	if err == nil || state != Running {
 		t.Errorf("Check = %v, %v; want Running with the error, to look again", state, err)
 	}
 	if len(recorder.recorded) != 0 {
 		t.Errorf("recorded %v without knowing why the Job failed", recorder.recorded)
+	}
+}
+
+// TestAnImageScanRecordedAgainDoesNotInheritTheJobsOfTheOneBefore deletes an ImageScan whose
+// scan Job was killed for its memory (the Job is kept a while once finished) and records it
+// again, as an administrator does after raising the scanner's memory limit: the new ImageScan's
+// first attempt is its own Job, not the old one's outcome.
+func TestAnImageScanRecordedAgainDoesNotInheritTheJobsOfTheOneBefore(t *testing.T) {
+	const deletedScanUID = "0d6e4a8b-1f3c-4e2d-b7a9-6c5f8e1d2a30"
+	killed := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "vigil-system", Name: JobName(testDigest, deletedScanUID, 1)},
+		Status: batchv1.JobStatus{Conditions: []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue}}}}
+	c := fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).WithObjects(killed).Build()
+	recorder := &recordedOutcomes{}
+	jobs := NewJobs(c, c, JobOptions{Namespace: "vigil-system"}, recorder)
+
+	if JobName(testDigest, testScanUID, 1) == killed.Name {
+		t.Fatalf("two ImageScans of a digest name their first attempts' Jobs alike: %s", killed.Name)
+	}
+	state, err := jobs.Check(context.Background(), testDigest, testScanUID, 1)
+	if err != nil || state != Lost || len(recorder.recorded) != 0 {
+		t.Errorf("the new ImageScan's attempt 1 before its Job exists: %v, %v, recorded %v; want Lost and nothing recorded", state, err, recorder.recorded)
+	}
+	request := Request{Digest: testDigest, ScanUID: testScanUID, Attempt: 1, Images: []PinnedImage{{Reference: "registry.example/app@" + testDigest}}}
+	if err := jobs.Submit(context.Background(), request); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: "vigil-system", Name: JobName(testDigest, testScanUID, 1)}, &batchv1.Job{}); err != nil {
+		t.Errorf("the new ImageScan's attempt has no Job of its own: %v", err)
 	}
 }

@@ -21,14 +21,14 @@ import (
 )
 
 func TestSubmittingAScanJob(t *testing.T) {
-	request := Request{Digest: testDigest, Attempt: 2, Images: []PinnedImage{
+	request := Request{Digest: testDigest, ScanUID: testScanUID, Attempt: 2, Images: []PinnedImage{
 		{Reference: "registry.example/shop/api@" + testDigest, Credentials: []sbom.Credential{
 			{Registry: "registry.example", Username: "shop", Password: "s3cret"},
 			{Registry: "mirror.example", Token: "identity"},
 		}},
 		{Reference: "mirror.example/shop/api@" + testDigest},
 	}}
-	name := JobName(testDigest, 2)
+	name := JobName(testDigest, testScanUID, 2)
 	tests := []struct {
 		name       string
 		existing   bool
@@ -146,7 +146,7 @@ func TestTheScanJobsArguments(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			jobs := NewJobs(nil, nil, JobOptions{Namespace: "vigil-system", Image: "vigil:1", Timeout: time.Minute, Scan: tc.scan}, nil)
-			args := strings.Join(jobs.job(JobName(digest, 1), Request{Digest: digest, Attempt: 1}, nil).Spec.Template.Spec.Containers[0].Args, " ")
+			args := strings.Join(jobs.job(JobName(digest, testScanUID, 1), Request{Digest: digest, Attempt: 1}, nil).Spec.Template.Spec.Containers[0].Args, " ")
 			for _, want := range tc.want {
 				if !strings.Contains(args, want) {
 					t.Errorf("the arguments %q lack %q", args, want)
@@ -178,7 +178,7 @@ func TestTheScanJobsSandbox(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			job := NewJobs(nil, nil, tc.options, nil).job(JobName(digest, 1), Request{Digest: digest, Attempt: 1}, nil)
+			job := NewJobs(nil, nil, tc.options, nil).job(JobName(digest, testScanUID, 1), Request{Digest: digest, Attempt: 1}, nil)
 			spec := job.Spec.Template.Spec
 			if (spec.HostUsers == nil) != (tc.wantHostUsers == nil) || (spec.HostUsers != nil && *spec.HostUsers != *tc.wantHostUsers) {
 				t.Errorf("hostUsers %v, want %v", spec.HostUsers, tc.wantHostUsers)

@@ -29,6 +29,8 @@ import (
 
 const (
 	testDigest = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+	// testScanUID is the UID of the ImageScan whose attempts the tests run.
+	testScanUID = "5c1b2f0e-8d2a-4c55-9a11-3e7f0c2d9b44"
 	// otherDigest is the digest of another running scan Job, whose pod holds a valid token too.
 	otherDigest = "sha256:3333333333333333333333333333333333333333333333333333333333333333"
 )

@@ -214,7 +214,7 @@ func (r *Reconciler) pending(ctx context.Context, scan *vigilv1alpha1.ImageScan)
 		return ctrl.Result{}, nil
 	}
 	digest := scan.Spec.Digest
-	request := executor.Request{Digest: digest, Attempt: scan.Status.Attempts + 1}
+	request := executor.Request{Digest: digest, ScanUID: scan.UID, Attempt: scan.Status.Attempts + 1}
 	for _, reference := range scan.Spec.References {
 		pinned, err := sbom.PinnedReference(reference.Image, digest)
 		if err != nil {
@@ -270,7 +270,7 @@ func (r *Reconciler) scanning(ctx context.Context, scan *vigilv1alpha1.ImageScan
 		// The SBOM went to a replica that is gone: scan again.
 		return ctrl.Result{}, r.requeueAttempt(ctx, scan, ReasonSBOMNotStored, "The scan's SBOM is not in this replica's store; scanning again", false)
 	}
-	state, err := r.Executor.Check(ctx, scan.Spec.Digest, scan.Status.Attempts)
+	state, err := r.Executor.Check(ctx, scan.Spec.Digest, scan.UID, scan.Status.Attempts)
 	if err != nil {
 		return ctrl.Result{}, err
 	}

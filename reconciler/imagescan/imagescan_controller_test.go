@@ -45,7 +45,7 @@ func (e *fakeExecutor) Submit(_ context.Context, req executor.Request) error {
 	return nil
 }
 
-func (e *fakeExecutor) Check(context.Context, string, int32) (executor.State, error) {
+func (e *fakeExecutor) Check(context.Context, string, types.UID, int32) (executor.State, error) {
 	return e.state, nil
 }
 

@@ -160,10 +160,11 @@ func assertVigilsPodsMeetRestricted(t *testing.T, deployment *appsv1.Deployment)
 			Timeout: 10 * time.Minute, UserNamespace: userNamespace, Resources: *template.Resources, PodTemplate: template,
 		}, nil)
 		digest := fmt.Sprintf("sha256:%064d", i+1)
-		g.Expect(jobs.Submit(ctx, executor.Request{Digest: digest, Attempt: 1,
+		const scanUID = "7d3f9a2e-5b1c-4f8a-9e6d-2c4b8a1f0e57"
+		g.Expect(jobs.Submit(ctx, executor.Request{Digest: digest, ScanUID: scanUID, Attempt: 1,
 			Images: []executor.PinnedImage{{Reference: "registry.example/shop/api@" + digest}}})).To(Succeed())
 		job := &batchv1.Job{}
-		g.Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: "vigil-system", Name: executor.JobName(digest, 1)}, job)).To(Succeed())
+		g.Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: "vigil-system", Name: executor.JobName(digest, scanUID, 1)}, job)).To(Succeed())
 		t.Cleanup(func() {
 			_ = env.Client.Delete(context.Background(), job, client.PropagationPolicy(metav1.DeletePropagationBackground))
 		})

@@ -60,7 +60,11 @@ func TestScansRunAsKubernetesJobsThatReportBack(t *testing.T) {
 	// The scan runs as a Job that meets the restricted Pod Security Standard.
 	job := &batchv1.Job{}
 	g.Eventually(func() error {
-		return env.Client.Get(ctx, client.ObjectKey{Namespace: "vigil-system", Name: executor.JobName(digest, 1)}, job)
+		scan, err := scanOf(ctx, digest)
+		if err != nil {
+			return err
+		}
+		return env.Client.Get(ctx, client.ObjectKey{Namespace: "vigil-system", Name: executor.JobName(digest, scan.UID, 1)}, job)
 	}, 30*time.Second, 200*time.Millisecond).Should(Succeed(), func() string { return manager.logs() })
 	pod := job.Spec.Template.Spec
 	g.Expect(*pod.SecurityContext.RunAsNonRoot).To(BeTrue())

@@ -174,9 +174,10 @@ func TestTheScanJobIsShapedByTheChartsValues(t *testing.T) {
 		Timeout: 10 * time.Minute, Resources: *template.Resources, PodTemplate: template,
 	}, nil)
 	digest := "sha256:" + strings.Repeat("5e", 32)
-	g.Expect(jobs.Submit(ctx, executor.Request{Digest: digest, Attempt: 1, Images: []executor.PinnedImage{{Reference: "registry.example/shop/api@" + digest}}})).To(Succeed())
+	const scanUID = "7d3f9a2e-5b1c-4f8a-9e6d-2c4b8a1f0e57"
+	g.Expect(jobs.Submit(ctx, executor.Request{Digest: digest, ScanUID: scanUID, Attempt: 1, Images: []executor.PinnedImage{{Reference: "registry.example/shop/api@" + digest}}})).To(Succeed())
 	job := &batchv1.Job{}
-	g.Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: executor.JobName(digest, 1)}, job)).To(Succeed())
+	g.Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: executor.JobName(digest, scanUID, 1)}, job)).To(Succeed())
 	pod := job.Spec.Template
 	container := pod.Spec.Containers[0]
 	g.Expect(pod.Annotations).To(HaveKeyWithValue("sidecar.istio.io/inject", "false"))

@@ -141,7 +141,7 @@ func unscanned(ctx context.Context, digests []string, runner *testenv.JobRunner)
 		}
 		fmt.Fprintf(&b, "%s: %s, attempts %d (series from %d), conditions %+v\n", digest, scan.Status.Phase,
 			scan.Status.Attempts, scan.Status.FirstAttempt, scan.Status.Conditions)
-		prefix := "vigil-scan-" + strings.TrimPrefix(digest, "sha256:")[:40]
+		prefix := "vigil-scan-" + strings.TrimPrefix(digest, "sha256:")[:32]
 		for name, output := range runner.Output() {
 			if strings.HasPrefix(name, prefix) {
 				fmt.Fprintf(&b, "  job %s:\n%s\n", name, output)
@@ -309,7 +309,7 @@ func leaderKilledDuringABurst(t *testing.T, replicas int, persistence bool) {
 	jobsOf := map[string]int{}
 	for _, job := range runner.Ran() {
 		for _, digest := range digests {
-			if strings.HasPrefix(job, "vigil-scan-"+strings.TrimPrefix(digest, "sha256:")[:40]) {
+			if strings.HasPrefix(job, "vigil-scan-"+strings.TrimPrefix(digest, "sha256:")[:32]) {
 				jobsOf[digest]++
 			}
 		}

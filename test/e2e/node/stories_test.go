@@ -546,8 +546,12 @@ func TestUpgradeChangesTheScannerLimit(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	runPod(t, "upgraded", "app", c.Registry+"/upgraded/app:1.0")
 	g.Eventually(func() (string, error) {
+		scan := &vigilv1alpha1.ImageScan{}
+		if err := k8s.Get(ctx, client.ObjectKey{Name: vigilv1alpha1.ImageScanName(digestOf(ref))}, scan); err != nil {
+			return "", err
+		}
 		job := &batchv1.Job{}
-		err := k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: executor.JobName(digestOf(ref), 1)}, job)
+		err := k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: executor.JobName(digestOf(ref), scan.UID, 1)}, job)
 		if err != nil {
 			return "", err
 		}
