@@ -103,6 +103,11 @@ func (r *Reconciler) resolve(ctx context.Context, scan *vigilv1alpha1.ImageScan)
 	return ctrl.Result{}, nil
 }
 
+// errConfirmWithAPIServer asks moveReferences to read the digest's ImageScan again from the API
+// server: the cache's copy held the references already, and may be of an ImageScan deleted
+// meanwhile, which would leave them nowhere once the reference's own ImageScan goes.
+var errConfirmWithAPIServer = errors.New("the cached ImageScan holds the references already")
+
 // moveReferences adds scan's references to the ImageScan of digest, created when there is
 // none, and returns that ImageScan. A write that races another (a reference of the same
 // digest resolved by another worker, the recorder, a status write) is made again on a fresh
@@ -111,11 +116,13 @@ func (r *Reconciler) resolve(ctx context.Context, scan *vigilv1alpha1.ImageScan)
 func (r *Reconciler) moveReferences(ctx context.Context, scan *vigilv1alpha1.ImageScan, digest string) (*vigilv1alpha1.ImageScan, error) {
 	target := &vigilv1alpha1.ImageScan{}
 	raced := func(err error) bool { // NotFound: the cache's copy was deleted meanwhile
-		return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) || apierrors.IsNotFound(err)
+		return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) || apierrors.IsNotFound(err) ||
+			errors.Is(err, errConfirmWithAPIServer)
 	}
 	var reader client.Reader = r.Client
+	fromCache := true
 	err := retry.OnError(retry.DefaultBackoff, raced, func() error {
-		defer func() { reader = r.APIReader }()
+		defer func() { reader, fromCache = r.APIReader, false }()
 		target = &vigilv1alpha1.ImageScan{}
 		err := reader.Get(ctx, client.ObjectKey{Name: vigilv1alpha1.ImageScanName(digest)}, target)
 		switch {
@@ -136,6 +143,10 @@ func (r *Reconciler) moveReferences(ctx context.Context, scan *vigilv1alpha1.Ima
 			changed = target.Spec.AddReference(reference) || changed
 		}
 		if !changed {
+			if fromCache {
+				// Nothing to write is no proof: the ImageScan may be deleted already.
+				return errConfirmWithAPIServer
+			}
 			return nil
 		}
 		if err := r.Client.Update(ctx, target); err != nil {

@@ -313,6 +313,20 @@ func TestAResolutionThatRacesAnotherWriterLosesNoReference(t *testing.T) {
 			wantNamespaces: []string{"shop"}, wantAPIReads: 1,
 		},
 		{
+			name:           "the digest's ImageScan holds the references already: the API server confirms it",
+			existing:       []string{"shop"},
+			wantNamespaces: []string{"shop"}, wantAPIReads: 1,
+		},
+		{
+			name: "the cache's copy holds the references already but was deleted meanwhile: it is created again",
+			on:   "cached read",
+			meanwhile: func(ctx context.Context, c client.Client, _ *vigilv1alpha1.ImageScan) error {
+				return c.Delete(ctx, &vigilv1alpha1.ImageScan{ObjectMeta: metav1.ObjectMeta{Name: vigilv1alpha1.ImageScanName(digest)}})
+			},
+			existing:       []string{"shop"},
+			wantNamespaces: []string{"shop"}, wantAPIReads: 1,
+		},
+		{
 			name: "a reference was recorded on it meanwhile: it is not deleted with it",
 			on:   "delete",
 			meanwhile: func(ctx context.Context, c client.Client, scan *vigilv1alpha1.ImageScan) error {
@@ -349,6 +363,12 @@ func TestAResolutionThatRacesAnotherWriterLosesNoReference(t *testing.T) {
 				return tc.meanwhile(ctx, c, scan)
 			}
 			r.Client = interceptor.NewClient(r.Client.(client.WithWatch), interceptor.Funcs{
+				Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, options ...client.GetOption) error {
+					if err := c.Get(ctx, key, obj, options...); err != nil || key.Name != vigilv1alpha1.ImageScanName(digest) {
+						return err
+					}
+					return before(ctx, c, "cached read") // the copy read stays as it was
+				},
 				Create: func(ctx context.Context, c client.WithWatch, obj client.Object, options ...client.CreateOption) error {
 					if err := before(ctx, c, "create"); err != nil {
 						return err
