@@ -86,9 +86,16 @@ func contains(list []string, value string) bool {
 
 // Runs tells whether a running container of some pod in reader's cache uses digest.
 func Runs(ctx context.Context, reader client.Reader, digest string) (bool, error) {
+	pods, err := PodsRunning(ctx, reader, digest)
+	return len(pods) > 0, err
+}
+
+// PodsRunning lists the pods in reader's cache with a running container that uses digest. The
+// pods are the cache's own: read them, never change them.
+func PodsRunning(ctx context.Context, reader client.Reader, digest string) ([]corev1.Pod, error) {
 	pods := &corev1.PodList{}
 	if err := reader.List(ctx, pods, client.MatchingFields{PodRunningDigest: digest}, client.UnsafeDisableDeepCopy); err != nil {
-		return false, fmt.Errorf("listing the pods that run %s: %w", digest, err)
+		return nil, fmt.Errorf("listing the pods that run %s: %w", digest, err)
 	}
-	return len(pods.Items) > 0, nil
+	return pods.Items, nil
 }

@@ -166,11 +166,11 @@ func (r *Recorder) Enqueue(record ImageRecord) bool {
 func (r *Recorder) Forget(scan *vigilv1alpha1.ImageScan) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// The records with its digest were written to it; an admission's record, without the
+	// digest, was written to its reference's own ImageScan and moved to it once resolved.
 	r.recent.forgetScan(scan.Name)
 	for _, reference := range scan.Spec.References {
-		for _, recordDigest := range []string{scan.Spec.Digest, ""} {
-			r.recent.forget(ImageRecord{Image: reference.Image, Namespace: reference.Namespace, Digest: recordDigest}.key())
-		}
+		r.recent.forget(ImageRecord{Image: reference.Image, Namespace: reference.Namespace}.key())
 	}
 	if r.writingScan == scan.Name {
 		r.writingForgotten = true

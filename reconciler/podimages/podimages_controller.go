@@ -71,14 +71,14 @@ func (r *Reconciler) imageScanDeleted(ctx context.Context, e event.DeleteEvent, 
 		return // a reference's own ImageScan goes once it is resolved
 	}
 	r.Recorder.Forget(scan)
-	pods := &corev1.PodList{}
-	if err := r.Client.List(ctx, pods, client.MatchingFields{index.PodRunningDigest: scan.Spec.Digest}, client.UnsafeDisableDeepCopy); err != nil {
+	pods, err := index.PodsRunning(ctx, r.Client, scan.Spec.Digest)
+	if err != nil {
 		// The pods are recorded again when their status next changes.
 		log.FromContext(ctx).Error(err, "Listing the pods that run a deleted ImageScan's image failed", "imageScan", klog.KObj(scan))
 		return
 	}
-	for i := range pods.Items {
-		queue.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&pods.Items[i])})
+	for i := range pods {
+		queue.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&pods[i])})
 	}
 }
 
