@@ -230,11 +230,16 @@ func TestTheUpdaterImportsTheArchiveWhenItChanges(t *testing.T) {
 		t.Fatalf("the store was called without an archive: %+v", calls)
 	}
 
-	// Once it is there, it is imported.
-	if err := os.WriteFile(archive, []byte("archive"), 0o600); err != nil {
+	// Once it is there, it is imported. It appears whole with its time, as an archive renamed
+	// into place does: written in place, the updater could see it before its time is set.
+	written := archive + ".new"
+	if err := os.WriteFile(written, []byte("archive"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chtimes(archive, first, first); err != nil {
+	if err := os.Chtimes(written, first, first); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(written, archive); err != nil {
 		t.Fatal(err)
 	}
 	store.waitForCalls(t, 1)
