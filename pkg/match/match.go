@@ -14,7 +14,6 @@ import (
 	"github.com/anchore/clio"
 	"github.com/anchore/grype/cmd/grype/cli/options"
 	"github.com/anchore/grype/grype"
-	"github.com/anchore/grype/grype/distro"
 	grypematch "github.com/anchore/grype/grype/match"
 	"github.com/anchore/grype/grype/matcher"
 	"github.com/anchore/grype/grype/matcher/dotnet"
@@ -32,6 +31,7 @@ import (
 	"github.com/anchore/grype/grype/presenter/models"
 	"github.com/anchore/grype/grype/vulnerability"
 	syftpkg "github.com/anchore/syft/syft/pkg"
+	syftsbom "github.com/anchore/syft/syft/sbom"
 )
 
 // Database identifies the vulnerability database a result came from.
@@ -169,12 +169,24 @@ func matcherConfig() matcher.Config {
 func (m *Matcher) Match(ctx context.Context, syftJSON []byte) (*Result, error) {
 	packages, pkgContext, _, err := grypepkg.ProvideFromReader(bytes.NewReader(syftJSON), grypepkg.ProviderConfig{
 		SynthesisConfig: grypepkg.SynthesisConfig{
-			Distro: grypepkg.DistroConfig{FixChannels: distro.DefaultFixChannels()},
+			Distro: grypepkg.DistroConfig{FixChannels: fixChannels},
 		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reading the SBOM: %w", err)
 	}
+	return m.match(ctx, packages, pkgContext)
+}
+
+// MatchDocument matches the packages of syft's document as syft built it, the way the grype CLI
+// matches the SBOM it builds of an image: it finds what Match finds in the document's JSON,
+// without encoding and decoding it.
+func (m *Matcher) MatchDocument(ctx context.Context, document *syftsbom.SBOM) (*Result, error) {
+	packages, pkgContext := packagesOf(document, fixChannels)
+	return m.match(ctx, packages, pkgContext)
+}
+
+func (m *Matcher) match(ctx context.Context, packages []grypepkg.Package, pkgContext grypepkg.Context) (*Result, error) {
 	vulnerabilityMatcher := grype.VulnerabilityMatcher{
 		VulnerabilityProvider: m.provider,
 		IgnoreRules:           ignoreLinuxKernelHeaders,

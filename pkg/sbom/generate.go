@@ -66,6 +66,9 @@ type Options struct {
 	// digests, executables, package-to-file relationships), for an SBOM exported whole. Without
 	// it the SBOM holds what matching reads, and the scan is faster and leaner.
 	FullSBOM bool
+	// WithoutJSON leaves Result.JSON empty, for a caller that matches syft's document as it is
+	// (MaxSBOMSize still bounds the document, counted as syft JSON without keeping it).
+	WithoutJSON bool
 }
 
 // RegistryAccess says how to reach one registry that is not served over verified HTTPS.
@@ -99,7 +102,8 @@ type Result struct {
 	SBOM *syftsbom.SBOM
 	// ImageSize is the image's compressed size in bytes.
 	ImageSize int64
-	// JSON is the SBOM as syft JSON, the form Vigil stores and matches.
+	// JSON is the SBOM as syft JSON, the form Vigil stores and matches; empty with
+	// Options.WithoutJSON.
 	JSON []byte
 }
 
@@ -211,6 +215,12 @@ func Generate(ctx context.Context, source Source, options Options) (*Result, err
 	document, err := syft.CreateSBOM(withValuesOf(ctx, scanner.ctx), src, catalogConfig(options.FullSBOM))
 	if err != nil {
 		return nil, fmt.Errorf("cataloging %s: %w", source, err)
+	}
+	if options.WithoutJSON {
+		if err := boundSize(document, options.MaxSBOMSize); err != nil {
+			return nil, err
+		}
+		return &Result{SBOM: document, ImageSize: imageSize}, nil
 	}
 	encoded, err := encode(document, options.MaxSBOMSize)
 	if err != nil {
@@ -329,16 +339,28 @@ func encode(document *syftsbom.SBOM, limit int64) ([]byte, error) {
 	writer := &boundedBuffer{limit: limit}
 	err := syftjson.NewFormatEncoder().Encode(writer, *document)
 	if writer.exceeded {
-		size, countErr := encodedSize(document)
-		if countErr != nil {
-			return nil, countErr
-		}
-		return nil, &TooLargeError{What: "SBOM", Size: size, Limit: limit}
+		return nil, boundSize(document, limit)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("encoding the SBOM: %w", err)
 	}
 	return writer.buf.Bytes(), nil
+}
+
+// boundSize says, with a TooLargeError, whether document is larger than limit bytes as syft JSON
+// (counted without keeping it); 0 means no bound.
+func boundSize(document *syftsbom.SBOM, limit int64) error {
+	if limit <= 0 {
+		return nil
+	}
+	size, err := encodedSize(document)
+	if err != nil {
+		return err
+	}
+	if size > limit {
+		return &TooLargeError{What: "SBOM", Size: size, Limit: limit}
+	}
+	return nil
 }
 
 // encodedSize is the size of document as syft JSON, counted without keeping it.

@@ -70,12 +70,19 @@ func MarkDone(dir string) error {
 	return os.WriteFile(filepath.Join(dir, doneFile), nil, 0o644)
 }
 
+// Built returns the corpus's folder and whether the corpus is built there.
+func Built() (string, bool) {
+	dir := Dir()
+	_, err := os.Stat(filepath.Join(dir, doneFile))
+	return dir, err == nil
+}
+
 // Require returns the corpus's folder, and skips tb, saying how to build it, when the corpus is
 // not built.
 func Require(tb testing.TB) string {
 	tb.Helper()
-	dir := Dir()
-	if _, err := os.Stat(filepath.Join(dir, doneFile)); err != nil {
+	dir, ok := Built()
+	if !ok {
 		tb.Skipf("the scan corpus is not built in %s; run 'make corpus' to build it", dir)
 	}
 	return dir

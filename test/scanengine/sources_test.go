@@ -253,6 +253,7 @@ func TestTooLarge(t *testing.T) {
 		{"a registry image above the image bound, never pulled", "registry:" + reg.Host + "/big/api:1",
 			sbom.Options{MaxImageSize: 100, Registries: map[string]sbom.RegistryAccess{reg.Host: {PlainHTTP: true}}}, "image"},
 		{"an SBOM above the SBOM bound", "oci-dir:" + dir, sbom.Options{MaxSBOMSize: 1000}, "SBOM"},
+		{"an SBOM above the SBOM bound, not kept as JSON", "oci-dir:" + dir, sbom.Options{MaxSBOMSize: 1000, WithoutJSON: true}, "SBOM"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := scan(t, tc.input, tc.options)

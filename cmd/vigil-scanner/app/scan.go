@@ -125,6 +125,9 @@ func (o *scanOptions) validate() (sbom.Options, *match.Severity, error) {
 	// An SBOM written for the user is the whole of what syft catalogs; one only matched leaves out
 	// what matching never reads.
 	scanOptions.FullSBOM = o.sbomFile != ""
+	// The scan matches syft's document as it is, as the grype CLI does: the syft JSON that the
+	// cluster stores and matches would be encoded and decoded again for nothing.
+	scanOptions.WithoutJSON = true
 	for flag, value := range map[string]*int64{o.maxImageSize: &scanOptions.MaxImageSize, o.maxSBOMSize: &scanOptions.MaxSBOMSize} {
 		if flag == "" {
 			continue
@@ -186,11 +189,8 @@ func runScan(ctx context.Context, input string, o *scanOptions, stdout, stderr i
 			return err
 		}
 	}
-	// Matching reads the SBOM's JSON only: syft's document is not used from here on, so that the
-	// garbage collector frees it while the matcher decodes the JSON.
-	syftJSON := generated.JSON
 	progress("Matching %d packages against the database built %s", packages, store.Status().Database.Built.Format(time.RFC3339))
-	result, err := matcher.Match(ctx, syftJSON)
+	result, err := matcher.MatchDocument(ctx, generated.SBOM)
 	if err != nil {
 		return err
 	}
