@@ -50,7 +50,7 @@ var fixChannels = distro.DefaultFixChannels()
 
 // applyFixChannels keeps, of the channels configured for d's distribution (its ID in any case),
 // those that apply to its version: always-enabled ones, and conditionally enabled ones that d
-// already names.
+// already names. As in grype, a channel is taken once for each of its IDs that names d.
 func applyFixChannels(d *distro.Distro, channels []distro.FixChannel) {
 	if d == nil {
 		return
@@ -65,24 +65,28 @@ func applyFixChannels(d *distro.Distro, channels []distro.FixChannel) {
 	ver := version.New(d.Version, version.SemanticFormat)
 	var applied []string
 	for _, channel := range channels {
-		if channel.Name == "" || !slices.ContainsFunc(channel.IDs, func(channelID string) bool {
-			return channelID != "" && strings.ToLower(channelID) == id
-		}) {
+		if channel.Name == "" {
 			continue
 		}
 		if channel.Versions != nil && ver != nil {
+			// A version the constraint cannot judge keeps the channel, as in grype.
 			if applies, err := channel.Versions.Satisfied(ver); err == nil && !applies {
 				continue
 			}
 		}
-		switch channel.Apply {
-		case distro.ChannelAlwaysEnabled:
-			applied = append(applied, channel.Name)
-		case distro.ChannelConditionallyEnabled:
-			if requested[strings.ToLower(channel.Name)] {
-				applied = append(applied, channel.Name)
+		for _, channelID := range channel.IDs {
+			if channelID == "" || strings.ToLower(channelID) != id {
+				continue
 			}
-		case distro.ChannelNeverEnabled:
+			switch channel.Apply {
+			case distro.ChannelAlwaysEnabled:
+				applied = append(applied, channel.Name)
+			case distro.ChannelConditionallyEnabled:
+				if requested[strings.ToLower(channel.Name)] {
+					applied = append(applied, channel.Name)
+				}
+			case distro.ChannelNeverEnabled:
+			}
 		}
 	}
 	d.Channels = applied

@@ -3,7 +3,9 @@ package scanengine
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/vigil-dev/vigil/pkg/match"
@@ -15,7 +17,8 @@ import (
 // TestTheDocumentAndItsJSONMatchAlike matches each fixture image's SBOM twice: as syft built it
 // (`vigil scan`, like the grype CLI) and as the syft JSON that the cluster stores and matches
 // again (like `grype sbom:FILE`). Both must report the same findings and grype's same matches,
-// artifacts included; with the corpus built (make corpus), its images too.
+// artifacts included, for the SBOM built for matching and for the whole one (`vigil scan
+// --sbom`); with the corpus built (make corpus), its images too.
 func TestTheDocumentAndItsJSONMatchAlike(t *testing.T) {
 	sources := map[string]string{}
 	for _, tc := range slices.Concat(vulnerableImages, []fixtureImage{{"clean", images.Clean}}) {
@@ -36,42 +39,54 @@ func TestTheDocumentAndItsJSONMatchAlike(t *testing.T) {
 	}
 	matcher := match.NewMatcher(provider, database)
 	for name, input := range sources {
-		t.Run(name, func(t *testing.T) {
-			source, err := sbom.ParseSource(input)
-			if err != nil {
-				t.Fatal(err)
+		for _, full := range []bool{false, true} {
+			if full && strings.HasPrefix(name, "corpus/") {
+				continue // the whole SBOM of the fixture images is enough; the corpus's takes minutes
 			}
-			generated, err := sbom.Generate(context.Background(), source, sbom.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			fromJSON, err := matcher.Match(context.Background(), generated.JSON)
-			if err != nil {
-				t.Fatal(err)
-			}
-			fromDocument, err := matcher.MatchDocument(context.Background(), generated.SBOM)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if fromDocument.Packages != fromJSON.Packages || fromDocument.Distro != fromJSON.Distro {
-				t.Errorf("the document: %d packages of %q; its JSON: %d packages of %q",
-					fromDocument.Packages, fromDocument.Distro, fromJSON.Packages, fromJSON.Distro)
-			}
-			for what, pair := range map[string][2]any{
-				"findings":         {fromDocument.Findings, fromJSON.Findings},
-				"matches":          {fromDocument.Document.Matches, fromJSON.Document.Matches},
-				"ignored matches":  {fromDocument.Document.IgnoredMatches, fromJSON.Document.IgnoredMatches},
-				"the distribution": {fromDocument.Document.Distro, fromJSON.Document.Distro},
-			} {
-				got, want := marshal(t, pair[0]), marshal(t, pair[1])
-				if got != want {
-					t.Errorf("%s of the document:\n%s\nof its JSON:\n%s", what, got, want)
-				}
-			}
-			if name != "clean" && len(fromJSON.Findings) == 0 {
-				t.Error("nothing found: the comparison shows nothing")
-			}
-		})
+			t.Run(fmt.Sprintf("%s/full=%t", name, full), func(t *testing.T) {
+				matchBothWays(t, matcher, input, sbom.Options{FullSBOM: full}, name != "clean")
+			})
+		}
+	}
+}
+
+// matchBothWays generates the SBOM of input and matches its document and its JSON, which must
+// give the same findings and grype matches; wantFindings says the image has some.
+func matchBothWays(t *testing.T, matcher *match.Matcher, input string, options sbom.Options, wantFindings bool) {
+	t.Helper()
+	source, err := sbom.ParseSource(input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	generated, err := sbom.Generate(context.Background(), source, options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromJSON, err := matcher.Match(context.Background(), generated.JSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromDocument, err := matcher.MatchDocument(context.Background(), generated.SBOM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fromDocument.Packages != fromJSON.Packages || fromDocument.Distro != fromJSON.Distro {
+		t.Errorf("the document: %d packages of %q; its JSON: %d packages of %q",
+			fromDocument.Packages, fromDocument.Distro, fromJSON.Packages, fromJSON.Distro)
+	}
+	for what, pair := range map[string][2]any{
+		"findings":         {fromDocument.Findings, fromJSON.Findings},
+		"matches":          {fromDocument.Document.Matches, fromJSON.Document.Matches},
+		"ignored matches":  {fromDocument.Document.IgnoredMatches, fromJSON.Document.IgnoredMatches},
+		"the distribution": {fromDocument.Document.Distro, fromJSON.Document.Distro},
+	} {
+		got, want := marshal(t, pair[0]), marshal(t, pair[1])
+		if got != want {
+			t.Errorf("%s of the document:\n%s\nof its JSON:\n%s", what, got, want)
+		}
+	}
+	if wantFindings && len(fromJSON.Findings) == 0 {
+		t.Error("nothing found: the comparison shows nothing")
 	}
 }
 
